@@ -1,0 +1,38 @@
+# Entry points. A fresh Debian 12 machine needs only `make demo` or `make test`.
+PY := .venv/bin/python
+
+.PHONY: help setup kit demo demo-clean test lint unit molecule clean
+
+help:
+	@echo "make demo       set up, start a disposable systemd host container, run site.yml -i inventories/demo against it"
+	@echo "make test       set up and run the whole suite (lint, unit, collection artifact, molecule); ends with 'N passed, N failed'"
+	@echo "make lint|unit|molecule   one stage of the suite"
+	@echo "make demo-clean remove the demo host; make clean also removes the image kit"
+
+setup:
+	@bash scripts/setup.sh
+
+kit: setup
+	@$(PY) tests/images/kit.py up
+
+demo: kit
+	@$(PY) scripts/demo.py up
+
+demo-clean:
+	@$(PY) scripts/demo.py down
+
+test: kit
+	@$(PY) tests/run.py
+
+lint: setup
+	@$(PY) tests/run.py --stages lint
+
+unit: setup
+	@$(PY) tests/run.py --stages unit
+
+molecule: kit
+	@$(PY) tests/run.py --stages collection,molecule
+
+clean: demo-clean
+	@$(PY) tests/images/kit.py clean
+	rm -rf .cache

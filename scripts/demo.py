@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""`make demo`: run site.yml against a local disposable host and show the result.
+
+The host is a systemd Debian 13 container (the test kit's host image) on the
+kit's network, so it pulls images through the kit's registry mirror. Ansible
+reaches it with the community.docker.docker connection: no SSH needed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+HOST = "aistack-demo"
+IMAGE = "aistack-testhost:debian13"
+NETWORK = "aistack-kit"
+# The settings proven to boot systemd in a container on this machine (docs/testing.md).
+SYSTEMD_RUN_ARGS = [
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/docker",
+    "--cgroupns", "host", "--stop-signal", "SIGRTMIN+3", "-e", "container=docker",
+]
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, check=check)
+
+
+def down() -> None:
+    sh("docker", "rm", "-f", "-v", HOST, check=False)
+    print(f"demo: removed {HOST}")
+
+
+def up() -> int:
+    started = time.monotonic()
+    down()
+    sh("docker", "run", "-d", "--name", HOST, "--hostname", HOST, "--network", NETWORK,
+       *SYSTEMD_RUN_ARGS, IMAGE, "/lib/systemd/systemd")
+    boot = sh("docker", "exec", HOST, "systemctl", "is-system-running", "--wait", check=False)
+    print(f"demo: started disposable host {HOST} ({IMAGE}), systemd {boot.stdout.strip()}")
+    cmd = [str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo"]
+    print("demo: $ ansible-playbook site.yml -i inventories/demo", flush=True)
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        print("demo: site.yml failed", file=sys.stderr)
+        return 1
+    print("\ndemo: what the host runs now")
+    for title, probe in (
+        ("Docker engine", ["docker", "version", "--format", "{{.Server.Version}}"]),
+        ("Compose plugin", ["docker", "compose", "version", "--short"]),
+        ("Registry mirrors", ["docker", "info", "--format", "{{.RegistryConfig.Mirrors}}"]),
+        ("Stack network", ["docker", "network", "ls", "--filter", "name=^aistack$", "--format", "{{.Name}} ({{.Driver}})"]),
+    ):
+        out = sh("docker", "exec", HOST, *probe, check=False)
+        print(f"  {title:<17} {(out.stdout or out.stderr).strip()}")
+    print(f"  daemon.json       {sh('docker', 'exec', HOST, 'cat', '/etc/docker/daemon.json').stdout.strip()}")
+    print(f"\ndemo: done in {time.monotonic() - started:.0f}s. Explore: docker exec -it {HOST} bash; "
+          f"re-run: ansible-playbook site.yml -i inventories/demo; remove: make demo-clean")
+    return 0
+
+
+if __name__ == "__main__":
+    action = sys.argv[1] if len(sys.argv) > 1 else "up"
+    sys.exit(up() if action == "up" else (down() or 0))

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""The whole test suite: lint, unit, collection artifact, molecule scenarios.
+
+`make test` runs this after setting up the machine. It ends with one line
+`N passed, N failed` (one check per line item printed above it) and exits
+non-zero when anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+CACHE = ROOT / ".cache"
+INSTALLED_COLLECTIONS = CACHE / "collections"
+# Scenarios in the order they run; every one runs in CI (see README, "Tests").
+SCENARIOS = ["docker"]
+# Paths that must never ship in the Galaxy artifact.
+NOT_IN_ARTIFACT = ("molecule/", "tests/", ".ci/", "collections/", ".venv/", ".cache/")
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@dataclass
+class Report:
+    """Collects one result per check and prints the closing line."""
+
+    results: list[tuple[str, bool, float]] = field(default_factory=list)
+
+    def record(self, name: str, ok: bool, seconds: float, detail: str = "") -> bool:
+        self.results.append((name, ok, seconds))
+        status = "PASS" if ok else "FAIL"
+        print(f"[{status}] {name} ({seconds:.0f}s){' - ' + detail if detail else ''}", flush=True)
+        return ok
+
+    def summary(self) -> int:
+        passed = sum(1 for _, ok, _ in self.results if ok)
+        failed = len(self.results) - passed
+        print()
+        for name, ok, seconds in self.results:
+            print(f"  {'ok  ' if ok else 'FAIL'} {name:<48} {seconds:7.0f}s")
+        print(f"{passed} passed, {failed} failed")
+        return 0 if failed == 0 and passed > 0 else 1
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, capture: bool = False) -> subprocess.CompletedProcess:
+    """Run a command from the repo root, streaming its output unless captured."""
+    print(f"$ {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env or env_with(), text=True,
+                          stdout=subprocess.PIPE if capture else None,
+                          stderr=subprocess.STDOUT if capture else None)
+    if capture:
+        print(proc.stdout, end="", flush=True)
+    return proc
+
+
+def check(report: Report, name: str, cmd: list[str], **kwargs) -> bool:
+    start = time.monotonic()
+    ok = run(cmd, **kwargs).returncode == 0
+    return report.record(name, ok, time.monotonic() - start)
+
+
+def playbooks() -> list[Path]:
+    return [ROOT / "site.yml", *sorted((ROOT / "playbooks").glob("*.yml"))]
+
+
+def stage_lint(report: Report) -> None:
+    check(report, "lint: yamllint", [str(VENV_BIN / "yamllint"), "--strict", "."])
+    check(report, "lint: ansible-lint (production profile)", [str(VENV_BIN / "ansible-lint"), "--profile", "production"])
+    check(report, "lint: argument_specs == defaults", [sys.executable, "tests/lint/argspec_parity.py", "roles"])
+    for book in playbooks():
+        rel = book.relative_to(ROOT)
+        check(report, f"lint: syntax-check {rel}",
+              [str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", "inventories/prod", str(rel)])
+
+
+def stage_unit(report: Report) -> None:
+    start = time.monotonic()
+    proc = run([sys.executable, "-m", "pytest", "-q", "tests/unit"])
+    # pytest exits 5 when it collected nothing: that is a failure here too.
+    report.record("unit: pytest tests/unit", proc.returncode == 0, time.monotonic() - start)
+
+
+def stage_collection(report: Report) -> None:
+    """Build the Galaxy artifact, check what it holds, install it for molecule."""
+    start = time.monotonic()
+    dist = CACHE / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    shutil.rmtree(INSTALLED_COLLECTIONS, ignore_errors=True)
+    ok = run([str(VENV_BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(dist)]).returncode == 0
+    detail = ""
+    if ok:
+        artifact = next(dist.glob("aistack-hosting-*.tar.gz"))
+        with tarfile.open(artifact) as tar:
+            names = tar.getnames()
+        leaked = sorted({n.split("/")[0] + "/" for n in names if n.startswith(NOT_IN_ARTIFACT)})
+        required = {"roles/docker/meta/argument_specs.yml", "plugins/modules/docker_daemon_config.py", "meta/runtime.yml"}
+        missing = sorted(required - set(names))
+        ok = not leaked and not missing
+        detail = f"leaked {leaked} missing {missing}" if not ok else f"{artifact.name}, {len(names)} members"
+        ok = ok and run([str(VENV_BIN / "ansible-galaxy"), "collection", "install", "--force", "--offline",
+                         "-p", str(INSTALLED_COLLECTIONS), str(artifact)]).returncode == 0
+    report.record("collection: build artifact + install", ok, time.monotonic() - start, detail)
+    if ok:
+        start = time.monotonic()
+        doc = run([str(VENV_BIN / "ansible-doc"), "-t", "role", "aistack.hosting.docker"], capture=True,
+                  env=env_with(ANSIBLE_COLLECTIONS_PATH=str(INSTALLED_COLLECTIONS)))
+        ok = doc.returncode == 0 and "docker_install_source" in doc.stdout and "docker_registry_mirrors" in doc.stdout
+        report.record("collection: ansible-doc -t role aistack.hosting.docker (installed)", ok, time.monotonic() - start)
+
+
+def molecule(action: str, scenario: str, *, capture: bool = False) -> subprocess.CompletedProcess:
+    env = env_with(AISTACK_COLLECTIONS_PATH=str(INSTALLED_COLLECTIONS)) if INSTALLED_COLLECTIONS.exists() else env_with()
+    return run([str(VENV_BIN / "molecule"), action, "-s", scenario], env=env, capture=capture)
+
+
+def check_mode_changes(output: str) -> dict[str, int]:
+    """Changed-task counts per host from a play recap."""
+    return {host: int(changed) for host, changed, _, _ in RECAP.findall(output)}
+
+
+def stage_molecule(report: Report, scenario: str) -> None:
+    """converge, idempotence, check mode (0 changed), verify, side effect, verify, destroy."""
+    start = time.monotonic()
+    ok = True
+    detail = ""
+    try:
+        for action in ("destroy", "create", "prepare", "converge", "idempotence"):
+            if molecule(action, scenario).returncode != 0:
+                ok, detail = False, f"{action} failed"
+                break
+        if ok:
+            proc = molecule("check", scenario, capture=True)
+            changes = check_mode_changes(proc.stdout)
+            if proc.returncode != 0 or not changes or any(changes.values()):
+                ok, detail = False, f"check mode re-run reported changes: {changes or 'no recap'}"
+        for action in ("verify", "side_effect", "verify"):
+            if ok and molecule(action.replace("_", "-"), scenario).returncode != 0:
+                ok, detail = False, f"{action} failed"
+    finally:
+        molecule("destroy", scenario)
+    report.record(f"molecule: {scenario}", ok, time.monotonic() - start, detail)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stages", default="lint,unit,collection,molecule",
+                        help="comma-separated subset of lint,unit,collection,molecule")
+    parser.add_argument("--scenario", action="append", help="molecule scenario(s) to run (default: all)")
+    args = parser.parse_args()
+    stages = args.stages.split(",")
+    report = Report()
+    began = time.monotonic()
+    if "lint" in stages:
+        stage_lint(report)
+    if "unit" in stages:
+        stage_unit(report)
+    if "collection" in stages:
+        stage_collection(report)
+    if "molecule" in stages:
+        for scenario in args.scenario or SCENARIOS:
+            stage_molecule(report, scenario)
+    print(f"total {time.monotonic() - began:.0f}s")
+    return report.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
