@@ -162,7 +162,7 @@ def stage_molecule(report: Report, scenario: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stages", default="lint,unit,collection,molecule",
-                        help="comma-separated subset of lint,unit,collection,molecule")
+                        help="comma-separated subset of lint,unit,collection,molecule (molecule implies collection)")
     parser.add_argument("--scenario", action="append", help="molecule scenario(s) to run (default: all)")
     args = parser.parse_args()
     stages = args.stages.split(",")
@@ -172,7 +172,8 @@ def main() -> int:
         stage_lint(report)
     if "unit" in stages:
         stage_unit(report)
-    if "collection" in stages:
+    # Molecule converges the roles from the installed artifact: always build it first.
+    if "collection" in stages or "molecule" in stages:
         stage_collection(report)
     if "molecule" in stages:
         for scenario in args.scenario or SCENARIOS:
