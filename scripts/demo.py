@@ -20,7 +20,7 @@ IMAGE = "aistack-testhost:debian13"
 NETWORK = "aistack-kit"
 # The settings proven to boot systemd in a container on this machine (docs/testing.md).
 SYSTEMD_RUN_ARGS = [
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/docker",

@@ -24,10 +24,11 @@ VENV_BIN = Path(sys.executable).parent
 CACHE = ROOT / ".cache"
 INSTALLED_COLLECTIONS = CACHE / "collections"
 # Scenarios in the order they run; every one runs in CI (see README, "Tests").
-SCENARIOS = ["docker"]
+SCENARIOS = ["docker", "data_edge"]
 # Paths that must never ship in the Galaxy artifact.
 NOT_IN_ARTIFACT = ("molecule/", "tests/", ".ci/", "collections/", ".venv/", ".cache/")
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+RECAP = re.compile(r"([\w.-]+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -133,7 +134,7 @@ def molecule(action: str, scenario: str, *, capture: bool = False) -> subprocess
 
 def check_mode_changes(output: str) -> dict[str, int]:
     """Changed-task counts per host from a play recap."""
-    return {host: int(changed) for host, changed, _, _ in RECAP.findall(output)}
+    return {host: int(changed) for host, changed, _, _ in RECAP.findall(ANSI.sub("", output))}
 
 
 def stage_molecule(report: Report, scenario: str) -> None:

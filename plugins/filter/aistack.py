@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright: aistack.hosting contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters shared by the service roles: Traefik labels, htpasswd lines, compose env files.
+
+Documented in traefik_labels.yml, htpasswd.yml and compose_env.yml beside this file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from typing import Any, Iterable, Mapping
+
+APR1_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ROUTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def _to64(value: int, count: int) -> str:
+    out = []
+    for _ in range(count):
+        out.append(APR1_ALPHABET[value & 0x3F])
+        value >>= 6
+    return "".join(out)
+
+
+def apr1(password: str, salt: str) -> str:
+    """Apache's MD5-crypt ($apr1$), the htpasswd format Traefik and nginx accept."""
+    pw, salt_b, magic = password.encode(), salt.encode()[:8], b"$apr1$"
+    alternate = hashlib.md5(pw + salt_b + pw).digest()
+    ctx = pw + magic + salt_b
+    for i in range(len(pw)):
+        ctx += alternate[i % 16:i % 16 + 1]
+    i = len(pw)
+    while i:
+        ctx += b"\x00" if i & 1 else pw[:1]
+        i >>= 1
+    digest = hashlib.md5(ctx).digest()
+    for round_ in range(1000):
+        step = (pw if round_ & 1 else digest)
+        if round_ % 3:
+            step += salt_b
+        if round_ % 7:
+            step += pw
+        step += digest if round_ & 1 else pw
+        digest = hashlib.md5(step).digest()
+    groups = ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5))
+    encoded = "".join(_to64((digest[a] << 16) | (digest[b] << 8) | digest[c], 4) for a, b, c in groups)
+    encoded += _to64(digest[11], 2)
+    return f"$apr1${salt_b.decode()}${encoded}"
+
+
+def htpasswd(password: str, user: str) -> str:
+    """`user:$apr1$...` with a salt derived from the password, so re-runs render the same line."""
+    mac = hmac.new(password.encode(), f"aistack-htpasswd:{user}".encode(), hashlib.sha256).digest()
+    salt = "".join(APR1_ALPHABET[b & 0x3F] for b in mac[:8])
+    return f"{user}:{apr1(password, salt)}"
+
+
+def traefik_labels(
+    name: str,
+    hostname: str,
+    port: int,
+    network: str = "aistack",
+    entrypoint: str = "websecure",
+    certresolver: str = "letsencrypt",
+    basic_auth_users: Iterable[str] = (),
+    ip_allowlist: Iterable[str] = (),
+    middlewares: Iterable[str] = (),
+    path_prefix: str = "",
+    compose: bool = True,
+) -> dict[str, str]:
+    """Labels exposing one container through Traefik (see traefik_labels.yml).
+
+    With compose=True (a compose file), `$` in htpasswd hashes is doubled so
+    Compose does not interpolate it; pass compose=False for docker_container.
+    """
+    if not ROUTER_NAME.match(name):
+        raise ValueError(f"traefik_labels: router name {name!r} must be lower-case letters, digits and '-'")
+    if not hostname or not re.match(r"^[A-Za-z0-9*.-]+$", hostname):
+        raise ValueError(f"traefik_labels: {hostname!r} is not a host name")
+    rule = f"Host(`{hostname}`)"
+    if path_prefix:
+        rule += f" && PathPrefix(`{path_prefix}`)"
+    router, prefix = f"traefik.http.routers.{name}", "traefik.http.middlewares"
+    labels = {
+        "traefik.enable": "true",
+        "traefik.docker.network": network,
+        f"{router}.rule": rule,
+        f"{router}.entrypoints": entrypoint,
+        f"{router}.tls": "true",
+        f"{router}.service": name,
+        f"traefik.http.services.{name}.loadbalancer.server.port": str(int(port)),
+    }
+    if certresolver:
+        labels[f"{router}.tls.certresolver"] = certresolver
+    chain: list[str] = []
+    allow = list(ip_allowlist)
+    if allow:
+        labels[f"{prefix}.{name}-allowlist.ipallowlist.sourcerange"] = ",".join(allow)
+        chain.append(f"{name}-allowlist")
+    users = list(basic_auth_users)
+    if users:
+        # Compose interpolates $; $$ is a literal dollar in the container's label.
+        joined = ",".join(users)
+        labels[f"{prefix}.{name}-auth.basicauth.users"] = joined.replace("$", "$$") if compose else joined
+        chain.append(f"{name}-auth")
+    chain.extend(middlewares)
+    if chain:
+        labels[f"{router}.middlewares"] = ",".join(chain)
+    return labels
+
+
+def compose_env(values: Mapping[str, Any]) -> str:
+    """A compose env file: KEY='value' lines; single quotes keep values literal."""
+    lines = []
+    for key in sorted(values):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise ValueError(f"compose_env: {key!r} is not a valid variable name")
+        value = values[key]
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if "'" in text or "\n" in text:
+            raise ValueError(f"compose_env: the value of {key} contains a quote or newline")
+        lines.append(f"{key}='{text}'")
+    return "\n".join(lines) + "\n"
+
+
+class FilterModule:
+    """aistack.hosting filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"traefik_labels": traefik_labels, "htpasswd": htpasswd, "compose_env": compose_env}

@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: aistack.hosting contributors
+# Apache License 2.0 (see LICENSE)
+"""Secrets given by the operator or generated once, persisted on the target, reused forever."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: persistent_secrets
+short_description: Resolve stack secrets once and keep them on the target
+version_added: 0.1.0
+description:
+  - For each requested secret, the value is the operator's (inventory or Vault)
+    when given, else the one persisted under O(dir) from an earlier run, else a
+    new random value generated here and persisted (mode 0600, root).
+  - Secrets marked O(secrets[].immutable) (encryption keys) are never rotated
+    implicitly: an operator value that differs from the persisted one fails.
+  - Values are returned for templating; callers must set C(no_log) on the task.
+options:
+  dir:
+    description: Directory holding one file per secret.
+    type: path
+    default: /etc/aistack/secrets
+  secrets:
+    description: Secrets to resolve, by name (file name under O(dir)).
+    type: dict
+    required: true
+    suboptions:
+      value:
+        description: The operator's value; empty or omitted means persisted-or-generated.
+        type: str
+        no_log: true
+      length:
+        description: Length of a generated value.
+        type: int
+        default: 32
+      charset:
+        description: Alphabet of a generated value.
+        type: str
+        choices: [alnum, hex, urlsafe]
+        default: alnum
+      immutable:
+        description: Refuse to replace a persisted value with a different operator value.
+        type: bool
+        default: false
+author:
+  - aistack.hosting contributors
+"""
+
+EXAMPLES = r"""
+- name: Resolve the Postgres secrets
+  aistack.hosting.persistent_secrets:
+    secrets:
+      postgres_superuser_password: {value: "{{ postgres_superuser_password }}"}
+      n8n_encryption_key: {length: 48, immutable: true}
+  register: __secrets
+  no_log: true
+"""
+
+RETURN = r"""
+secrets:
+  description: Name to value.
+  returned: always
+  type: dict
+generated:
+  description: Names that were generated in this run.
+  returned: always
+  type: list
+  elements: str
+updated:
+  description: Names whose persisted value was replaced by the operator's value.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import re
+import secrets as random_source
+import string
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+ALPHABETS = {
+    "alnum": string.ascii_letters + string.digits,
+    "hex": "0123456789abcdef",
+    "urlsafe": string.ascii_letters + string.digits + "-_",
+}
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def generate(length: int, charset: str) -> str:
+    """A new random value from the OS CSPRNG."""
+    alphabet = ALPHABETS[charset]
+    return "".join(random_source.choice(alphabet) for _ in range(length))
+
+
+def read_secret(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().rstrip("\n")
+    except FileNotFoundError:
+        return None
+
+
+def write_secret(path: str, value: str) -> None:
+    """Write atomically with 0600 from the start: the value never sits world-readable."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)  # same directory: atomic, and keeps the 0600 mode
+
+
+def resolve(name: str, spec: dict, persisted: str | None) -> tuple[str, str]:
+    """Return (value, action) where action is keep, generate or update."""
+    given = spec.get("value") or ""
+    if given:
+        if persisted is None:
+            return given, "update"
+        if given == persisted:
+            return given, "keep"
+        if spec.get("immutable"):
+            raise ValueError(
+                f"secret {name} is immutable: the inventory value differs from the one persisted on the host. "
+                "Rotating it would make existing data unreadable; remove the inventory value to keep the "
+                "persisted one, or rotate deliberately (see docs/secrets.md)."
+            )
+        return given, "update"
+    if persisted:
+        return persisted, "keep"
+    return generate(spec.get("length") or 32, spec.get("charset") or "alnum"), "generate"
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            dir=dict(type="path", default="/etc/aistack/secrets"),
+            secrets=dict(
+                type="dict",
+                required=True,
+                no_log=False,
+            ),
+        ),
+        supports_check_mode=True,
+    )
+    directory = module.params["dir"]
+    requested = module.params["secrets"]
+    for name, spec in requested.items():
+        if not NAME.match(name):
+            module.fail_json(msg=f"secret name {name!r} may only use letters, digits, '.', '_' and '-'")
+        if spec is not None and not isinstance(spec, dict):
+            module.fail_json(msg=f"secret {name}: expected a dict of options, got {type(spec).__name__}")
+        length = (spec or {}).get("length", 32)
+        if not isinstance(length, int) or length < 16:
+            module.fail_json(msg=f"secret {name}: length must be an integer >= 16")
+        if (spec or {}).get("charset", "alnum") not in ALPHABETS:
+            module.fail_json(msg=f"secret {name}: charset must be one of {sorted(ALPHABETS)}")
+
+    values: dict[str, str] = {}
+    generated: list[str] = []
+    updated: list[str] = []
+    to_write: dict[str, str] = {}
+    try:
+        for name, spec in sorted(requested.items()):
+            value, action = resolve(name, spec or {}, read_secret(os.path.join(directory, name)))
+            values[name] = value
+            if action != "keep":
+                to_write[name] = value
+                (generated if action == "generate" else updated).append(name)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+    if to_write and not module.check_mode:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        for name, value in to_write.items():
+            write_secret(os.path.join(directory, name), value)
+
+    module.exit_json(changed=bool(to_write), secrets=values, generated=generated, updated=updated)
+
+
+if __name__ == "__main__":
+    main()

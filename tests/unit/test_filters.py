@@ -1,0 +1,61 @@
+"""aistack.hosting filters: traefik_labels, htpasswd, compose_env."""
+
+import subprocess
+
+import pytest
+
+from ansible_collections.aistack.hosting.plugins.filter.aistack import apr1, compose_env, htpasswd, traefik_labels
+
+
+def test_apr1_matches_openssl():
+    expected = subprocess.run(["openssl", "passwd", "-apr1", "-salt", "abcdefgh", "s3cr3t pw"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert apr1("s3cr3t pw", "abcdefgh") == expected
+
+
+def test_htpasswd_is_deterministic_and_user_specific():
+    line = htpasswd("pw", "admin")
+    assert line.startswith("admin:$apr1$")
+    assert line == htpasswd("pw", "admin")
+    assert line.split(":", 1)[1] != htpasswd("pw", "other").split(":", 1)[1]
+    assert htpasswd("pw", "admin") != htpasswd("pw2", "admin")
+
+
+def test_traefik_labels_minimal_router():
+    labels = traefik_labels("grafana", hostname="grafana.example.com", port=3000)
+    assert labels["traefik.enable"] == "true"
+    assert labels["traefik.http.routers.grafana.rule"] == "Host(`grafana.example.com`)"
+    assert labels["traefik.http.routers.grafana.tls.certresolver"] == "letsencrypt"
+    assert labels["traefik.http.services.grafana.loadbalancer.server.port"] == "3000"
+    assert "traefik.http.routers.grafana.middlewares" not in labels
+
+
+def test_traefik_labels_auth_allowlist_and_middlewares_chain_in_order():
+    labels = traefik_labels("n8n", hostname="n8n.example.com", port=5678,
+                            basic_auth_users=[htpasswd("pw", "ops")], ip_allowlist=["10.0.0.0/8"],
+                            middlewares=["security-headers@file"], path_prefix="/webhook")
+    assert labels["traefik.http.routers.n8n.middlewares"] == "n8n-allowlist,n8n-auth,security-headers@file"
+    assert labels["traefik.http.middlewares.n8n-allowlist.ipallowlist.sourcerange"] == "10.0.0.0/8"
+    assert "$$apr1$$" in labels["traefik.http.middlewares.n8n-auth.basicauth.users"]
+    assert labels["traefik.http.routers.n8n.rule"] == "Host(`n8n.example.com`) && PathPrefix(`/webhook`)"
+
+
+def test_traefik_labels_for_docker_container_keeps_single_dollars():
+    labels = traefik_labels("x", hostname="x.example.com", port=80, basic_auth_users=["u:$apr1$a$b"], compose=False)
+    assert labels["traefik.http.middlewares.x-auth.basicauth.users"] == "u:$apr1$a$b"
+
+
+@pytest.mark.parametrize("name,hostname", [("Bad_Name", "x.example.com"), ("ok", "not a host")])
+def test_traefik_labels_rejects_bad_names(name, hostname):
+    with pytest.raises(ValueError):
+        traefik_labels(name, hostname=hostname, port=80)
+
+
+def test_compose_env_quotes_literally_and_sorts():
+    assert compose_env({"B": "x$y", "A": True}) == "A='true'\nB='x$y'\n"
+
+
+@pytest.mark.parametrize("values", [{"A": "it's"}, {"A": "two\nlines"}, {"1A": "x"}])
+def test_compose_env_refuses_what_it_cannot_quote(values):
+    with pytest.raises(ValueError):
+        compose_env(values)
