@@ -13,7 +13,9 @@ reaches no container registry:
 * artifacts: the Compose v2 binary and an offline ``docker.io`` .deb set.
 
 Every image is tagged with a content hash (its definition, its parent's hash
-and its build arguments) and only rebuilt when that hash changes.
+and its build arguments) and only rebuilt when that hash changes. Heavy
+images (n8n) are "on demand": built and pushed only when asked for
+(``up --with n8n``), never by a plain ``up``.
 
 Usage: python3 tests/images/kit.py {up,build,push,status,down,clean} (see -h)
 """
@@ -138,6 +140,10 @@ class RootfsImage:
     def official_refs(self) -> tuple[str, ...]:
         return ()
 
+    @property
+    def on_demand(self) -> bool:
+        return False
+
 
 @dataclass(frozen=True)
 class DockerfileImage:
@@ -147,7 +153,9 @@ class DockerfileImage:
     the parent kit image's content-hash reference. ``official_refs`` are the
     Docker Hub names it stands for (tagged locally and pushed to the kit
     registry); ``needs_ca_certs`` puts the host's extra CA certificates in a
-    ``ca/`` directory of the (temporary) build context.
+    ``ca/`` directory of the (temporary) build context. ``on_demand`` marks a
+    heavy image that ``up``/``build``/``push`` skip unless it is named (see
+    ``select_on_demand``); it is not part of the content hash.
     """
 
     name: str
@@ -155,6 +163,7 @@ class DockerfileImage:
     official_refs: tuple[str, ...] = ()
     build_args: Mapping[str, str] = field(default_factory=dict)
     needs_ca_certs: bool = False
+    on_demand: bool = False
 
     @property
     def repo(self) -> str:
@@ -227,6 +236,17 @@ IMAGES: dict[str, Image] = {image.name: image for image in (
                     build_args={"PEBBLE_VERSION": "2.6.0"}),
     DockerfileImage("pebble-challtestsrv", parent="pebble",
                     official_refs=("letsencrypt/pebble-challtestsrv:v2.6.0",)),
+    # On demand (`up --with n8n`): ~10 min cold build, ~2.6 GB.
+    DockerfileImage("n8n", parent="base-trixie",
+                    official_refs=("n8nio/n8n:2.41.1",),
+                    build_args={"N8N_VERSION": "2.41.1", "NODE_VERSION": "24.19.0",
+                                "NODE_WHEEL_SHA256":
+                                "4196a947bcc883f2003ab101762d729f3e99b5e86b75bd09151563403e2eceb8"},
+                    needs_ca_certs=True, on_demand=True),
+    DockerfileImage("n8n-runners", parent="n8n",
+                    official_refs=("n8nio/runners:2.41.1",),
+                    build_args={"N8N_VERSION": "2.41.1"},
+                    on_demand=True),
 )}
 
 
@@ -818,10 +838,10 @@ class Kit:
                "-v", f"{REGISTRY_VOLUME}:{REGISTRY_DATA_DIR}",
                self.hash_ref(REGISTRY_IMAGE))
 
-    def push_all(self) -> None:
-        """Push every official reference the registry lacks or has stale."""
-        for name, image in IMAGES.items():
-            for official_ref in image.official_refs:
+    def push_all(self, names: Sequence[str]) -> None:
+        """Push the official references of ``names`` the registry lacks or has stale."""
+        for name in names:
+            for official_ref in IMAGES[name].official_refs:
                 self.push(name, official_ref)
 
     def push(self, name: str, official_ref: str) -> None:
@@ -906,26 +926,60 @@ def check_engine() -> None:
 # Commands
 # --------------------------------------------------------------------------
 
+def default_items() -> list[str]:
+    """Images and artifacts handled when none is named: all but on-demand images."""
+    return [name for name, image in IMAGES.items() if not image.on_demand] + [*ARTIFACTS]
+
+
+def select_on_demand(names: Sequence[str]) -> list[str]:
+    """``names`` plus the on-demand images built FROM them, transitively.
+
+    ``n8n`` selects ``n8n`` and ``n8n-runners`` (whose parent is n8n); the
+    parents of a named image come in through ``Kit.closure`` anyway.
+    """
+    unknown = [name for name in names if name not in IMAGES and name not in ARTIFACTS]
+    if unknown:
+        raise KitError(f"unknown item(s) {', '.join(unknown)}; "
+                       f"on-demand images: {', '.join(n for n, i in IMAGES.items() if i.on_demand)}")
+    selected = list(dict.fromkeys(names))
+    grown = True
+    while grown:
+        grown = False
+        for name, image in IMAGES.items():
+            if image.on_demand and name not in selected and any(d in selected for d in image.deps):
+                selected.append(name)
+                grown = True
+    return selected
+
+
+def requested(args: argparse.Namespace) -> list[str]:
+    """The on-demand images asked for with ``--with NAME`` or as arguments."""
+    return select_on_demand([*getattr(args, "with_", []), *getattr(args, "names", [])])
+
+
 def command_up(kit: Kit, args: argparse.Namespace) -> None:
-    """Build what is missing, start the registry, push what it lacks."""
-    kit.ensure([*IMAGES, *ARTIFACTS])
+    """Build what is missing (plus on-demand images named with --with), start the registry, push."""
+    wanted = kit.closure([*default_items(), *requested(args)])
+    kit.ensure(wanted)
     kit.ensure_network()
     kit.ensure_registry()
-    kit.push_all()
+    kit.push_all([name for name in wanted if name in IMAGES])
 
 
 def command_build(kit: Kit, args: argparse.Namespace) -> None:
-    """Build the named images/artifacts (default: all) when missing or forced."""
-    names = args.names or [*IMAGES, *ARTIFACTS]
+    """Build the named images/artifacts (default: all but on-demand) when missing or forced."""
+    names = args.names or default_items()
     kit.ensure(names, force=names if args.force else ())
 
 
 def command_push(kit: Kit, args: argparse.Namespace) -> None:
     """Push the service images (building them and starting the registry if needed)."""
-    kit.ensure([name for name, image in IMAGES.items() if image.official_refs] + [REGISTRY_IMAGE])
+    wanted = [name for name in kit.closure([*default_items(), *requested(args)])
+              if name in IMAGES and IMAGES[name].official_refs]
+    kit.ensure([*wanted, REGISTRY_IMAGE])
     kit.ensure_network()
     kit.ensure_registry()
-    kit.push_all()
+    kit.push_all(wanted)
 
 
 def push_state(kit: Kit, name: str, registry_up: bool) -> str:
@@ -949,6 +1003,8 @@ def command_status(kit: Kit, args: argparse.Namespace) -> None:
     image_rows = [("IMAGE", "REF", "HASH", "BUILT", "PUSHED")]
     for name, image in IMAGES.items():
         built = "yes" if kit.image_id(name) else "no"
+        if image.on_demand:
+            built += " (on demand)"
         image_rows.append((name, f"{image.repo}:{image.stable_tag}", kit.hash(name), built,
                            push_state(kit, name, registry_up)))
     print_table(image_rows)
@@ -1010,13 +1066,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help=command_up.__doc__).set_defaults(func=command_up)
+    on_demand = ", ".join(name for name, image in IMAGES.items() if image.on_demand)
+    up = commands.add_parser("up", help=command_up.__doc__)
+    up.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"on-demand images to include as well (one of: {on_demand})")
+    up.add_argument("--with", dest="with_", action="append", default=[], metavar="NAME",
+                    help="same as naming NAME: include an on-demand image and the "
+                         "on-demand images built FROM it")
+    up.set_defaults(func=command_up)
     build = commands.add_parser("build", help=command_build.__doc__)
     build.add_argument("names", nargs="*", metavar="NAME",
-                       help=f"one of: {', '.join([*IMAGES, *ARTIFACTS])}")
+                       help=f"one of: {', '.join([*IMAGES, *ARTIFACTS])} "
+                            "(default: all but the on-demand images)")
     build.add_argument("--force", action="store_true", help="rebuild even when cached")
     build.set_defaults(func=command_build)
-    commands.add_parser("push", help=command_push.__doc__).set_defaults(func=command_push)
+    push = commands.add_parser("push", help=command_push.__doc__)
+    push.add_argument("--with", dest="with_", action="append", default=[], metavar="NAME",
+                      help=f"also push an on-demand image (one of: {on_demand})")
+    push.set_defaults(func=command_push)
     commands.add_parser("status", help=command_status.__doc__).set_defaults(func=command_status)
     commands.add_parser("down", help=command_down.__doc__).set_defaults(func=command_down)
     clean = commands.add_parser("clean", help=command_clean.__doc__)
