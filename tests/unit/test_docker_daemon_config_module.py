@@ -3,40 +3,22 @@
 import json
 
 import pytest
-
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.aistack.hosting.plugins.modules import docker_daemon_config
 
 
-def run_module(args: dict, check_mode: bool = False) -> dict:
-    """Run main() with args and return the JSON it exits with."""
-    if check_mode:
-        args = {**args, "_ansible_check_mode": True}
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            docker_daemon_config.main()
-    return LAST_RESULT.pop()
-
-
-LAST_RESULT: list = []
-
-
 @pytest.fixture(autouse=True)
-def capture_exit(monkeypatch):
-    def exit_json(self, **kwargs):
-        LAST_RESULT.append({"failed": False, **kwargs})
-        raise SystemExit(0)
-
-    def fail_json(self, msg, **kwargs):
-        LAST_RESULT.append({"failed": True, "msg": msg, **kwargs})
-        raise SystemExit(1)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    # No dockerd on the test machine's PATH: validation falls back to JSON.
+def no_dockerd(monkeypatch):
+    """No dockerd on the test machine's PATH: validation falls back to JSON."""
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: None)
+
+
+@pytest.fixture()
+def run(run_module):
+    def runner(args: dict, check_mode: bool = False) -> dict:
+        return run_module(docker_daemon_config, args, check_mode)
+    return runner
 
 
 @pytest.fixture()
@@ -55,14 +37,14 @@ def read(path: str) -> dict:
         return json.load(handle)
 
 
-def test_first_run_merges_keeps_foreign_and_is_idempotent(paths):
+def test_first_run_merges_keeps_foreign_and_is_idempotent(run, paths):
     with open(paths["path"], "w", encoding="utf-8") as handle:
         handle.write('{"labels": ["foreign"]}')
     with open(f"{paths['fragments_dir']}/nvidia.json", "w", encoding="utf-8") as handle:
         handle.write('{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}')
     args = {**paths, "options": {"live-restore": True}}
 
-    first = run_module(args)
+    first = run(args)
     assert first["changed"] is True
     assert read(paths["path"]) == {
         "labels": ["foreign"],
@@ -71,43 +53,43 @@ def test_first_run_merges_keeps_foreign_and_is_idempotent(paths):
     }
     assert first["managed_keys"] == ["live-restore", "runtimes"]
 
-    second = run_module(args)
+    second = run(args)
     assert second["changed"] is False
 
 
-def test_check_mode_reports_but_does_not_write(paths):
-    result = run_module({**paths, "options": {"debug": True}}, check_mode=True)
+def test_check_mode_reports_but_does_not_write(run, paths):
+    result = run({**paths, "options": {"debug": True}}, check_mode=True)
     assert result["changed"] is True
     assert result["config"] == {"debug": True}
     with pytest.raises(FileNotFoundError):
         read(paths["path"])
 
 
-def test_dropped_option_is_removed_on_next_run(paths):
-    run_module({**paths, "options": {"debug": True, "live-restore": True}})
-    result = run_module({**paths, "options": {"live-restore": True}})
+def test_dropped_option_is_removed_on_next_run(run, paths):
+    run({**paths, "options": {"debug": True, "live-restore": True}})
+    result = run({**paths, "options": {"live-restore": True}})
     assert result["changed"] is True
     assert read(paths["path"]) == {"live-restore": True}
 
 
-def test_absent_keeps_foreign_keys_and_deletes_an_empty_file(paths):
+def test_absent_keeps_foreign_keys_and_deletes_an_empty_file(run, paths):
     with open(paths["path"], "w", encoding="utf-8") as handle:
         handle.write('{"labels": ["foreign"]}')
-    run_module({**paths, "options": {"debug": True}})
-    result = run_module({**paths, "state": "absent"})
+    run({**paths, "options": {"debug": True}})
+    result = run({**paths, "state": "absent"})
     assert result["changed"] is True
     assert read(paths["path"]) == {"labels": ["foreign"]}
 
     only_ours = {**paths, "path": paths["path"] + ".2", "state_path": paths["state_path"] + ".2"}
-    run_module({**only_ours, "options": {"debug": True}})
-    run_module({**only_ours, "state": "absent"})
+    run({**only_ours, "options": {"debug": True}})
+    run({**only_ours, "state": "absent"})
     with pytest.raises(FileNotFoundError):
         read(only_ours["path"])
 
 
-def test_invalid_existing_file_fails_with_its_path(paths):
+def test_invalid_existing_file_fails_with_its_path(run, paths):
     with open(paths["path"], "w", encoding="utf-8") as handle:
         handle.write("{broken")
-    result = run_module({**paths, "options": {}})
+    result = run({**paths, "options": {}})
     assert result["failed"] is True
     assert paths["path"] in result["msg"]

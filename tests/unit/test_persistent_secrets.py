@@ -5,39 +5,17 @@ import stat
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.aistack.hosting.plugins.modules import persistent_secrets
 
-RESULTS: list = []
+
+@pytest.fixture()
+def run(run_module):
+    def runner(directory, secrets, check_mode=False) -> dict:
+        return run_module(persistent_secrets, {"dir": str(directory), "secrets": secrets}, check_mode)
+    return runner
 
 
-@pytest.fixture(autouse=True)
-def capture_exit(monkeypatch):
-    def exit_json(self, **kwargs):
-        RESULTS.append({"failed": False, **kwargs})
-        raise SystemExit(0)
-
-    def fail_json(self, msg, **kwargs):
-        RESULTS.append({"failed": True, "msg": msg, **kwargs})
-        raise SystemExit(1)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-
-def run(directory, secrets, check_mode=False) -> dict:
-    args = {"dir": str(directory), "secrets": secrets}
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            persistent_secrets.main()
-    return RESULTS.pop()
-
-
-def test_generated_once_then_reused(tmp_path):
+def test_generated_once_then_reused(run, tmp_path):
     first = run(tmp_path, {"redis_password": {}, "key": {"length": 48, "charset": "hex"}})
     assert first["changed"] and sorted(first["generated"]) == ["key", "redis_password"]
     assert len(first["secrets"]["redis_password"]) == 32
@@ -46,13 +24,13 @@ def test_generated_once_then_reused(tmp_path):
     assert not second["changed"] and second["secrets"] == first["secrets"]
 
 
-def test_files_are_root_only(tmp_path):
+def test_files_are_root_only(run, tmp_path):
     run(tmp_path / "secrets", {"a_secret": {}})
     assert stat.S_IMODE(os.stat(tmp_path / "secrets").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(tmp_path / "secrets" / "a_secret").st_mode) == 0o600
 
 
-def test_operator_value_wins_and_is_persisted(tmp_path):
+def test_operator_value_wins_and_is_persisted(run, tmp_path):
     run(tmp_path, {"pw": {}})
     result = run(tmp_path, {"pw": {"value": "from-vault-0123456789"}})
     assert result["changed"] and result["updated"] == ["pw"]
@@ -60,19 +38,19 @@ def test_operator_value_wins_and_is_persisted(tmp_path):
     assert not run(tmp_path, {"pw": {"value": "from-vault-0123456789"}})["changed"]
 
 
-def test_immutable_secret_is_never_rotated_implicitly(tmp_path):
+def test_immutable_secret_is_never_rotated_implicitly(run, tmp_path):
     run(tmp_path, {"encryption_key": {"immutable": True}})
     result = run(tmp_path, {"encryption_key": {"immutable": True, "value": "something-else-entirely"}})
     assert result["failed"] and "immutable" in result["msg"] and "encryption_key" in result["msg"]
     assert "something-else" not in result["msg"]
 
 
-def test_check_mode_writes_nothing(tmp_path):
+def test_check_mode_writes_nothing(run, tmp_path):
     result = run(tmp_path / "s", {"pw": {}}, check_mode=True)
     assert result["changed"] and result["generated"] == ["pw"]
     assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("secrets", [{"../escape": {}}, {"short": {"length": 8}}, {"x": {"charset": "emoji"}}])
-def test_bad_requests_fail(tmp_path, secrets):
+def test_bad_requests_fail(run, tmp_path, secrets):
     assert run(tmp_path, secrets)["failed"]
