@@ -4,69 +4,21 @@ Runs twice: after converge, and after side_effect (which changed a Redis
 setting and did a backup/restore round trip).
 """
 
-import json
-import textwrap
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from testlib import pebble_root as fetch_pebble_root, phase, probe, secret  # noqa: E402
 
 HOSTNAME = "whoami.aistack.test"
 DASHBOARD = "traefik.aistack.test"
 
-# Runs inside the test host: HTTPS to Traefik on 127.0.0.1 with SNI/Host set,
-# verified against a CA file, optional basic auth; prints status and issuer.
-HTTP_PROBE = textwrap.dedent(
-    """
-    import base64, http.client, json, socket, ssl, sys
-    host, port, path, cafile, auth = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-    headers = {"Host": host}
-    if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    issuer = ""
-    if port == 443:
-        ctx = ssl.create_default_context(cafile=cafile)
-        conn = http.client.HTTPSConnection(host, 443, context=ctx, timeout=10)
-        # Connect to 127.0.0.1 but verify the certificate for the public host name.
-        conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=10), server_hostname=host)
-        issuer = dict(field[0] for field in conn.sock.getpeercert()["issuer"]).get("commonName", "")
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path, headers=headers)
-    resp = conn.getresponse()
-    print(json.dumps({"status": resp.status, "location": resp.getheader("Location"), "issuer": issuer,
-                      "hsts": resp.getheader("Strict-Transport-Security") or "",
-                      "body": resp.read(2000).decode("utf-8", "replace")}))
-    """
-)
-
-
-def phase(host) -> str:
-    f = host.file("/etc/aistack-test-phase")
-    return f.content_string.strip() if f.exists else "converged"
-
-
-def secret(host, name: str) -> str:
-    return host.file(f"/etc/aistack/secrets/{name}").content_string.strip()
-
 
 @pytest.fixture(scope="module")
 def pebble_root(host) -> str:
-    """Pebble's current issuing root, from its management API (on the stack network)."""
-    ip = host.check_output(
-        "docker inspect --format '{{(index .NetworkSettings.Networks \"aistack\").IPAddress}}' pebble"
-    )
-    pem = host.check_output(
-        "python3 -c \"import ssl,urllib.request;ctx=ssl._create_unverified_context();"
-        f"print(urllib.request.urlopen('https://{ip}:15000/roots/0',context=ctx).read().decode())\""
-    )
-    host.run("mkdir -p /opt/pebble && cat > /opt/pebble/root.pem <<'EOF'\n" + pem + "\nEOF")
-    return "/opt/pebble/root.pem"
-
-
-def probe(host, hostname: str, port: int, path: str = "/", cafile: str = "", auth: str = "") -> dict:
-    host.run("cat > /opt/pebble/probe.py <<'EOF'\n" + HTTP_PROBE + "\nEOF")
-    cmd = host.run(f"python3 /opt/pebble/probe.py {hostname} {port} {path} '{cafile}' '{auth}'")
-    assert cmd.rc == 0, cmd.stderr
-    return json.loads(cmd.stdout)
+    return fetch_pebble_root(host)
 
 
 def psql(host, sql: str, user: str = "postgres", db: str = "postgres") -> str:
@@ -102,7 +54,7 @@ class TestTraefik:
     def test_dashboard_requires_auth(self, host, pebble_root):
         assert probe(host, DASHBOARD, 443, "/dashboard/", pebble_root)["status"] == 401
         auth = "admin:" + secret(host, "traefik_dashboard_password")
-        assert probe(host, DASHBOARD, 443, "/dashboard/", pebble_root, auth)["status"] == 200
+        assert probe(host, DASHBOARD, 443, "/dashboard/", pebble_root, "--auth", auth)["status"] == 200
 
     def test_acme_storage_is_private(self, host):
         mode = host.check_output("docker exec aistack-traefik stat -c %a /acme/acme.json")
