@@ -13,7 +13,7 @@ setup:
 	@bash scripts/setup.sh
 
 kit: setup
-	@$(PY) tests/images/kit.py up
+	@$(PY) tests/images/kit.py up --with n8n
 
 demo: kit
 	@$(PY) scripts/demo.py up

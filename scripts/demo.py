@@ -45,6 +45,14 @@ def down() -> None:
     print(f"demo: removed {HOST}")
 
 
+def https_status(hostname: str, path: str) -> str:
+    """Status of an HTTPS request through Traefik on the demo host (certificate from Pebble)."""
+    probe = ("import ssl,http.client;c=http.client.HTTPSConnection('127.0.0.1',443,"
+             "context=ssl._create_unverified_context());"
+             f"c.request('GET','{path}',headers={{'Host':'{hostname}'}});print(c.getresponse().status)")
+    return sh("docker", "exec", HOST, "python3", "-c", probe, check=False).stdout.strip() or "no answer"
+
+
 def start_pebble() -> None:
     """Run Pebble on the stack network and copy its HTTPS CA out for Traefik."""
     sh("docker", "exec", HOST, "sh", "-c",
@@ -94,13 +102,12 @@ def up() -> int:
         print(f"  {title:<17} {(out.stdout or out.stderr).strip()}")
     containers = sh("docker", "exec", HOST, "docker", "ps", "--format", "{{.Names}}: {{.Status}} {{.Ports}}", check=False)
     print("  Containers        " + "\n                    ".join(containers.stdout.split("\n")).strip())
-    dashboard = sh("docker", "exec", HOST, "python3", "-c",
-                   "import ssl,http.client;c=http.client.HTTPSConnection('127.0.0.1',443,"
-                   "context=ssl._create_unverified_context());"
-                   "c.request('GET','/dashboard/',headers={'Host':'traefik.demo.aistack.test'});"
-                   "r=c.getresponse();print(r.status)", check=False)
-    print(f"  Dashboard         https://traefik.demo.aistack.test/dashboard/ -> HTTP {dashboard.stdout.strip()} "
-          "without credentials (user admin, password in /etc/aistack/secrets/traefik_dashboard_password)")
+    print(f"  Dashboard         https://traefik.demo.aistack.test/dashboard/ -> HTTP "
+          f"{https_status('traefik.demo.aistack.test', '/dashboard/')} without credentials "
+          "(user admin, password in /etc/aistack/secrets/traefik_dashboard_password)")
+    print(f"  n8n               https://n8n.demo.aistack.test/ -> readiness HTTP "
+          f"{https_status('n8n.demo.aistack.test', '/healthz/readiness')} "
+          "(owner owner@demo.aistack.test / Demo-Owner-Passw0rd, queue mode, 2 workers + task runners)")
     print(f"\ndemo: done in {time.monotonic() - started:.0f}s. Explore: docker exec -it {HOST} bash; "
           f"re-run: ansible-playbook site.yml -i inventories/demo; remove: make demo-clean")
     return 0

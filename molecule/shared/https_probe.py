@@ -30,7 +30,7 @@ def request(args, method: str, path: str, body: bytes | None, headers: dict) -> 
     conn, issuer = connect(args.host, args.port, args.cafile)
     conn.request(method, path, body=body, headers={"Host": args.host, **headers})
     resp = conn.getresponse()
-    return resp, issuer, resp.read(4000).decode("utf-8", "replace")
+    return resp, issuer, resp.read(200_000).decode("utf-8", "replace")
 
 
 def main() -> None:

@@ -52,6 +52,16 @@ CASES = {
         "traefik", {"traefik_certresolver": "cloudflare", "traefik_dashboard_hostname": "t.example.com"},
         r"traefik_cloudflare_dns_api_token is empty",
     ),
+    "n8n: runner tag differs from n8n": ("n8n", {"n8n_runners_image": "n8nio/runners:2.40.0"}, r"must both be tagged\s+n8n_version=2.41.1"),
+    "n8n: negative workers": ("n8n", {"n8n_workers": -1}, r"n8n_workers \(-1\).*must be >= 0"),
+    "n8n: webhook processors in regular mode": ("n8n", {"n8n_mode": "regular", "n8n_webhook_processors": 2}, r"webhook processors need n8n_mode: queue"),
+    "n8n: queue mode without redis": ("n8n", {}, r"n8n_mode is 'queue' but Redis is neither part of this play"),
+    "n8n: database not declared": ("n8n", {"redis_enabled": True}, r"n8n needs its database in postgres_databases"),
+    "n8n: owner password missing": (
+        "n8n", {"redis_enabled": True, "postgres_databases": [{"name": "n8n", "owner": "n8n"}],
+                "n8n_hostname": "n8n.example.com", "n8n_owner_email": "ops@example.com"},
+        r"n8n_owner_password",
+    ),
 }
 
 

@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: aistack.hosting contributors
+# Apache License 2.0 (see LICENSE)
+"""Owner account, workflows and credentials of a running n8n, through its REST API."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: n8n_provision
+short_description: Idempotently set up n8n's owner, import workflows and credentials over its REST API
+version_added: 0.1.0
+description:
+  - Creates the owner account when n8n has none yet, then logs in as the owner.
+  - Imports workflows (n8n export JSON, each with a stable C(id)) when they are
+    missing or their file changed since the last import (a content hash is kept
+    in O(state_path)), and activates the ones asked for, so webhooks register on
+    the main process at once.
+  - Creates or updates credentials (n8n encrypts them with its key); their data
+    is passed in memory and never written to disk on the host.
+  - Talks to the main process directly (its address on the stack network), not through Traefik.
+options:
+  url:
+    description: Base URL of n8n's main process, e.g. C(http://172.20.0.5:5678).
+    type: str
+    required: true
+  owner:
+    description: Owner account C({email, password, first_name, last_name}).
+    type: dict
+    required: true
+  workflows:
+    description: Workflows to import, C({content, active}); C(content) is the exported JSON object.
+    type: list
+    elements: dict
+    default: []
+  credentials:
+    description: Credentials C({name, type, data}), matched by name (n8n assigns their ids).
+    type: list
+    elements: dict
+    default: []
+  state_path:
+    description: Where the hashes of imported workflows and credentials are kept.
+    type: path
+    required: true
+author:
+  - aistack.hosting contributors
+"""
+
+EXAMPLES = r"""
+- name: Provision n8n
+  aistack.hosting.n8n_provision:
+    url: "http://{{ n8n_ip }}:5678"
+    owner: {email: ops@example.com, password: "{{ vault_n8n_owner_password }}", first_name: Ops, last_name: Team}
+    workflows: [{content: "{{ lookup('file', 'hello.json') | from_json }}", active: true}]
+    state_path: /opt/aistack/n8n/provisioned.json
+  no_log: true
+"""
+
+RETURN = r"""
+owner_created:
+  description: Whether the owner account was created in this run.
+  returned: always
+  type: bool
+imported:
+  description: Workflow ids created or updated.
+  returned: always
+  type: list
+  elements: str
+activated:
+  description: Workflow ids activated.
+  returned: always
+  type: list
+  elements: str
+credentials:
+  description: Names of the credentials created or updated.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+# Fields of an exported workflow that the REST API accepts on create/update.
+WORKFLOW_FIELDS = ("id", "name", "nodes", "connections", "settings", "staticData", "pinData", "meta")
+
+
+class N8nClient:
+    """Minimal cookie-authenticated client for n8n's internal REST API.
+
+    n8n marks its auth cookie Secure (it is served over HTTPS by Traefik);
+    talking to main over the private network in plain HTTP, the cookie is
+    kept and sent by hand instead of through a cookie jar that would drop it.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.base = url.rstrip("/")
+        self.cookies: dict[str, str] = {}
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                for header in response.headers.get_all("Set-Cookie") or []:
+                    name, _, rest = header.partition("=")
+                    self.cookies[name.strip()] = rest.split(";", 1)[0]
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:500]
+            raise RuntimeError(f"{method} {path} -> HTTP {exc.code}: {detail}") from exc
+        parsed = json.loads(payload) if payload else {}
+        return parsed.get("data", parsed) if isinstance(parsed, dict) else parsed
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def load_state(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def save_state(path: str, state: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".state-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def ensure_owner(client: N8nClient, owner: dict, check_mode: bool) -> bool:
+    """Create the owner if n8n still shows its setup screen; then log in."""
+    settings = client.call("GET", "/rest/settings")
+    needs_setup = bool(settings.get("userManagement", {}).get("showSetupOnFirstLoad"))
+    if needs_setup and not check_mode:
+        client.call("POST", "/rest/owner/setup", {
+            "email": owner["email"], "password": owner["password"],
+            "firstName": owner.get("first_name") or "Owner", "lastName": owner.get("last_name") or "aistack",
+        })
+    if not (needs_setup and check_mode):
+        client.call("POST", "/rest/login", {"emailOrLdapLoginId": owner["email"], "password": owner["password"]})
+    return needs_setup
+
+
+def sync_workflows(client: N8nClient, workflows: list, state: dict, check_mode: bool) -> tuple[list, list]:
+    """Import missing or changed workflows; activate the ones asked for."""
+    imported, activated = [], []
+    known = state.setdefault("workflows", {})
+    for item in workflows:
+        content = item["content"]
+        workflow_id = content.get("id")
+        if not workflow_id:
+            raise ValueError(f"workflow {content.get('name', '?')!r} has no id: export it from n8n or add a stable id")
+        body = {key: content[key] for key in WORKFLOW_FIELDS if key in content}
+        wanted = digest([body, bool(item.get("active", True))])
+        exists = client.call("GET", f"/rest/workflows/{workflow_id}/exists").get("exists", False)
+        if exists and known.get(workflow_id) == wanted:
+            continue
+        imported.append(workflow_id)
+        if check_mode:
+            continue
+        if exists:
+            live = client.call("GET", f"/rest/workflows/{workflow_id}")
+            saved = client.call("PATCH", f"/rest/workflows/{workflow_id}?forceSave=true",
+                                {**body, "versionId": live.get("versionId")})
+        else:
+            saved = client.call("POST", "/rest/workflows", body)
+        if item.get("active", True):
+            client.call("POST", f"/rest/workflows/{workflow_id}/activate", {"versionId": saved.get("versionId")})
+            activated.append(workflow_id)
+        known[workflow_id] = wanted
+    return imported, activated
+
+
+def sync_credentials(client: N8nClient, credentials: list, state: dict, check_mode: bool) -> list:
+    """Create or update credentials (matched by name) whose content changed since the last run."""
+    changed = []
+    known = state.setdefault("credentials", {})
+    existing = {c["name"]: c["id"] for c in client.call("GET", "/rest/credentials") or []}
+    for cred in credentials:
+        name = cred["name"]
+        wanted = digest(cred)
+        if name in existing and known.get(name) == wanted:
+            continue
+        changed.append(name)
+        if check_mode:
+            continue
+        body = {"name": name, "type": cred["type"], "data": cred["data"]}
+        if name in existing:
+            client.call("PATCH", f"/rest/credentials/{existing[name]}", body)
+        else:
+            client.call("POST", "/rest/credentials", body)
+        known[name] = wanted
+    return changed
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", required=True),
+            owner=dict(type="dict", required=True, no_log=True),
+            workflows=dict(type="list", elements="dict", default=[]),
+            credentials=dict(type="list", elements="dict", default=[], no_log=True),
+            state_path=dict(type="path", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    owner = params["owner"]
+    if not owner.get("email") or not owner.get("password"):
+        module.fail_json(msg="n8n_provision: owner needs email and password")
+    client = N8nClient(params["url"])
+    state = load_state(params["state_path"])
+    try:
+        owner_created = ensure_owner(client, owner, module.check_mode)
+        if owner_created and module.check_mode:
+            imported = [w["content"].get("id") for w in params["workflows"]]
+            activated, creds = [], [c.get("name") for c in params["credentials"]]
+        else:
+            imported, activated = sync_workflows(client, params["workflows"], state, module.check_mode)
+            creds = sync_credentials(client, params["credentials"], state, module.check_mode)
+    except (RuntimeError, ValueError, urllib.error.URLError) as exc:
+        module.fail_json(msg=f"n8n_provision: {exc}")
+    changed = owner_created or bool(imported) or bool(creds)
+    if changed and not module.check_mode:
+        save_state(params["state_path"], state)
+    module.exit_json(changed=changed, owner_created=owner_created, imported=imported,
+                     activated=activated, credentials=creds)
+
+
+if __name__ == "__main__":
+    main()
