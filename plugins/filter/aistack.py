@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
-"""Filters shared by the service roles: Traefik labels, htpasswd lines, compose env files.
+"""Filters shared by the service roles: Traefik labels, htpasswd lines, compose env files, GPU reservations.
 
-Documented in traefik_labels.yml, htpasswd.yml and compose_env.yml beside this file.
+Documented in traefik_labels.yml, htpasswd.yml, compose_env.yml and gpu_devices.yml beside this file.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 APR1_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ROUTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -126,8 +126,34 @@ def compose_env(values: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gpu_devices(gpus: Any, gpu_ready: bool = False) -> list[dict[str, Any]]:
+    """Compose ``deploy.resources.reservations.devices`` for a role's ``<role>_gpus`` value.
+
+    ``auto``: every GPU when the nvidia_toolkit role found GPUs and configured
+    the runtime (``gpu_ready``), else none; ``all``; ``none``; or a list of GPU
+    indexes / UUIDs. An empty list means "render no reservation".
+    """
+    if isinstance(gpus, str):
+        choice = gpus.strip().lower()
+        if choice == "auto":
+            choice = "all" if gpu_ready else "none"
+        if choice == "none":
+            return []
+        if choice == "all":
+            return [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+        raise ValueError(
+            f"gpu_devices: gpus must be auto, all, none or a list of GPU ids, got {gpus!r}")
+    if isinstance(gpus, Sequence) and not isinstance(gpus, (str, bytes)):
+        ids = [str(item) for item in gpus]
+        if not ids:
+            return []
+        return [{"driver": "nvidia", "device_ids": ids, "capabilities": ["gpu"]}]
+    raise ValueError(f"gpu_devices: gpus must be auto, all, none or a list of GPU ids, got {gpus!r}")
+
+
 class FilterModule:
     """aistack.hosting filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"traefik_labels": traefik_labels, "htpasswd": htpasswd, "compose_env": compose_env}
+        return {"traefik_labels": traefik_labels, "htpasswd": htpasswd, "compose_env": compose_env,
+                "gpu_devices": gpu_devices}

@@ -1,10 +1,10 @@
-"""aistack.hosting filters: traefik_labels, htpasswd, compose_env."""
+"""aistack.hosting filters: traefik_labels, htpasswd, compose_env, gpu_devices."""
 
 import subprocess
 
 import pytest
 
-from ansible_collections.aistack.hosting.plugins.filter.aistack import apr1, compose_env, htpasswd, traefik_labels
+from ansible_collections.aistack.hosting.plugins.filter.aistack import apr1, compose_env, gpu_devices, htpasswd, traefik_labels
 
 
 def test_apr1_matches_openssl():
@@ -59,3 +59,21 @@ def test_compose_env_quotes_literally_and_sorts():
 def test_compose_env_refuses_what_it_cannot_quote(values):
     with pytest.raises(ValueError):
         compose_env(values)
+
+
+@pytest.mark.parametrize(("gpus", "ready", "expected"), [
+    ("auto", True, [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]),
+    ("auto", False, []),
+    ("all", False, [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]),
+    ("none", True, []),
+    ([0, "GPU-1a2b"], True, [{"driver": "nvidia", "device_ids": ["0", "GPU-1a2b"], "capabilities": ["gpu"]}]),
+    ([], True, []),
+])
+def test_gpu_devices(gpus, ready, expected):
+    assert gpu_devices(gpus, ready) == expected
+
+
+@pytest.mark.parametrize("gpus", ["some", 3, {"a": 1}])
+def test_gpu_devices_rejects_other_values(gpus):
+    with pytest.raises(ValueError, match="gpu_devices"):
+        gpu_devices(gpus)
