@@ -26,6 +26,15 @@ PEBBLE_CONFIG = (
     ' "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false}}'
 )
 NETWORK = "aistack-kit"
+# What the demo inventory exposes (inventories/demo/group_vars/all.yml).
+PUBLIC_URLS = (
+    ("n8n.demo.aistack.test", "/healthz/readiness", "n8n: owner owner@demo.aistack.test / Demo-Owner-Passw0rd"),
+    ("n8n.demo.aistack.test", "/webhook/app-roundtrip", "the demo workflow (POST JSON; GET answers 404)"),
+    ("app.demo.aistack.test", "/api/health", "the sample FastAPI/Celery app"),
+    ("comfy.demo.aistack.test", "/system_stats", "ComfyUI (test double), basic auth: comfyui_web_password"),
+    ("grafana.demo.aistack.test", "/api/health", "Grafana (test double), admin / grafana_admin_password"),
+    ("traefik.demo.aistack.test", "/dashboard/", "Traefik dashboard, admin / traefik_dashboard_password"),
+)
 # The settings proven to boot systemd in a container on this machine (docs/testing.md).
 SYSTEMD_RUN_ARGS = [
     "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
@@ -100,14 +109,26 @@ def up() -> int:
     ):
         out = sh("docker", "exec", HOST, *probe, check=False)
         print(f"  {title:<17} {(out.stdout or out.stderr).strip()}")
-    containers = sh("docker", "exec", HOST, "docker", "ps", "--format", "{{.Names}}: {{.Status}} {{.Ports}}", check=False)
-    print("  Containers        " + "\n                    ".join(containers.stdout.split("\n")).strip())
-    print(f"  Dashboard         https://traefik.demo.aistack.test/dashboard/ -> HTTP "
-          f"{https_status('traefik.demo.aistack.test', '/dashboard/')} without credentials "
-          "(user admin, password in /etc/aistack/secrets/traefik_dashboard_password)")
-    print(f"  n8n               https://n8n.demo.aistack.test/ -> readiness HTTP "
-          f"{https_status('n8n.demo.aistack.test', '/healthz/readiness')} "
-          "(owner owner@demo.aistack.test / Demo-Owner-Passw0rd, queue mode, 2 workers + task runners)")
+    containers = sh("docker", "exec", HOST, "docker", "ps", "--format", "{{.Names}}: {{.Status}}", check=False)
+    print("  Containers        " + "\n                    ".join(sorted(containers.stdout.split("\n"))).strip())
+    print("\ndemo: public URLs through Traefik (certificates issued by Pebble), HTTP status now:")
+    for hostname, path, note in PUBLIC_URLS:
+        print(f"  https://{hostname}{path:<22} -> {https_status(hostname, path):<9} {note}")
+    root = CACHE / "pebble-root.pem"
+    # Pebble's issuing root (a fresh one per Pebble start), from its management API.
+    pebble_ip = sh("docker", "exec", HOST, "docker", "inspect", "--format",
+                   '{{(index .NetworkSettings.Networks "aistack").IPAddress}}', "pebble", check=False).stdout.strip()
+    fetch = ("import ssl,urllib.request;print(urllib.request.urlopen("
+             f"'https://{pebble_ip}:15000/roots/0',context=ssl._create_unverified_context()).read().decode())")
+    root.write_text(sh("docker", "exec", HOST, "python3", "-c", fetch, check=False).stdout)
+    address = sh("docker", "inspect", "--format",
+                 f"{{{{(index .NetworkSettings.Networks \"{NETWORK}\").IPAddress}}}}", HOST, check=False).stdout.strip()
+    print(f"\ndemo: reach it from this machine: the host is {address} on Docker network {NETWORK}; e.g.")
+    print(f"  curl --cacert {root.relative_to(ROOT)} --resolve n8n.demo.aistack.test:443:{address} "
+          "https://n8n.demo.aistack.test/healthz/readiness")
+    print(f"  or add '{address} " + " ".join(sorted({h for h, _, _ in PUBLIC_URLS})) + "' to /etc/hosts"
+          " and trust that CA in your browser.")
+    print("  Secrets: docker exec aistack-demo cat /etc/aistack/secrets/<name> (names listed above by the play).")
     print(f"\ndemo: done in {time.monotonic() - started:.0f}s. Explore: docker exec -it {HOST} bash; "
           f"re-run: ansible-playbook site.yml -i inventories/demo; remove: make demo-clean")
     return 0
