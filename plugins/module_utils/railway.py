@@ -302,4 +302,3 @@ def client_from_params(params: dict[str, Any]) -> RailwayClient:
 def with_common_args(spec: dict[str, Any]) -> dict[str, Any]:
     """argument_spec = the module's own options + the shared connection options."""
     return {**spec, **{key: dict(value) for key, value in COMMON_ARGS.items()}}
-

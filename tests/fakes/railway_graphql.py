@@ -27,7 +27,8 @@ Switches for tests (attributes of :class:`FakeRailway`):
 - ``rate_limit``: the next N requests get HTTP 429 with ``Retry-After: retry_after``;
 - ``fail_fields``: root field -> message, answered as GraphQL ``errors``;
 - ``deploy_outcome`` / ``deploy_polls``: final status of new deployments and how many
-  status reads they stay BUILDING first.
+  status reads they stay BUILDING first;
+- ``domain_suffix``: generated domains are ``<service>-<environment>.<suffix>``.
 Recorded: ``requests`` (every request's operation, root field, variables) and
 ``mutations`` (root fields of the mutations that were applied).
 
@@ -109,6 +110,7 @@ class FakeRailway:
         self.fail_fields: dict[str, str] = {}
         self.deploy_outcome = "SUCCESS"
         self.deploy_polls = 1
+        self.domain_suffix = "up.railway.app"
         self.projects: dict[str, dict] = {}          # id -> {id, name, workspaceId, environments[], services[]}
         self.volumes: dict[str, list[dict]] = {}     # project id -> [{id, name, instances[]}]
         self.instances: dict[tuple[str, str], dict] = {}   # (env, service) -> instance settings
@@ -146,7 +148,7 @@ class FakeRailway:
     def handle(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         match = OPERATION.match(query or "")
         if not match:
-            raise GraphQLError("Syntax Error: could not find an operation (the fake needs `query|mutation Name { field`)")
+            raise GraphQLError("Syntax Error: no operation found (the fake reads `query|mutation Name { field`)")
         kind, field = match.groups()
         with self.lock:
             self.requests.append({"kind": kind, "field": field, "variables": variables})
@@ -284,8 +286,16 @@ class FakeRailway:
     def mutation_serviceDomainCreate(self, _query: str, v: dict) -> dict:
         data = v["input"]
         key = (data["environmentId"], data["serviceId"])
-        domain = {"id": new_id(), "domain": f"svc-{data['serviceId'][:8]}.up.railway.app",
-                  "targetPort": data.get("targetPort")}
+        # Railway's pattern is <service>-<environment>[-<random>].up.railway.app
+        service = next(s for p in self.projects.values() for s in p["services"] if s["id"] == data["serviceId"])
+        environment = next(e for p in self.projects.values() for e in p["environments"]
+                           if e["id"] == data["environmentId"])
+        name = re.sub(r"[^a-z0-9-]+", "-", f"{service['name']}-{environment['name']}".lower())
+        taken = {d["domain"] for domains in self.domains.values() for d in domains}
+        fqdn = f"{name}.{self.domain_suffix}"
+        if fqdn in taken:
+            fqdn = f"{name}-{data['serviceId'][:4]}.{self.domain_suffix}"
+        domain = {"id": new_id(), "domain": fqdn, "targetPort": data.get("targetPort")}
         self.domains.setdefault(key, []).append(domain)
         return domain
 
@@ -323,7 +333,8 @@ def check_input(type_name: str, value: Any) -> None:
     fields = INPUT_TYPES[type_name]
     for key in value:
         if key not in fields:
-            raise GraphQLError(f'Variable "$input" got invalid value; Field "{key}" is not defined by type "{type_name}".')
+            raise GraphQLError(
+                f'Variable "$input" got invalid value; Field "{key}" is not defined by type "{type_name}".')
     for key, required in fields.items():
         if required and value.get(key) is None:
             raise GraphQLError(f'Variable "$input" got invalid value; Field "{key}" of required type was not provided.')
@@ -385,9 +396,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument("--token", default="test-token")
     parser.add_argument("--deploy-polls", type=int, default=1)
+    parser.add_argument("--deploy-outcome", default="SUCCESS", choices=["SUCCESS", "FAILED", "CRASHED"])
+    parser.add_argument("--domain-suffix", default="up.railway.app")
     args = parser.parse_args()
     state = FakeRailway(args.token)
     state.deploy_polls = args.deploy_polls
+    state.deploy_outcome = args.deploy_outcome
+    state.domain_suffix = args.domain_suffix
     server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
     print(f"FAKE Railway GraphQL API on http://{args.host}:{server.server_address[1]}/graphql/v2", flush=True)
     server.serve_forever()

@@ -63,3 +63,13 @@ def test_unreachable_api_is_a_clear_error(sleeps):
 @pytest.mark.parametrize("header,attempt,expected", [("7", 0, 7.0), ("600", 0, 60.0), (None, 2, 4), ("soon", 1, 2)])
 def test_retry_delay(header, attempt, expected):
     assert retry_delay(header, attempt) == expected
+
+
+def test_fake_validates_input_types_like_graphql(fake, sleeps):
+    """The fake rejects fields Railway's input types do not have, so a typo in a module cannot pass the tests."""
+    from ansible_collections.aistack.hosting.plugins.module_utils.railway import VARIABLE_COLLECTION_UPSERT
+
+    bad = {"input": {"projectId": "p", "environmentId": "e", "variables": {}, "skipDeploy": True}}
+    with pytest.raises(RailwayError, match='Field "skipDeploy" is not defined by type "VariableCollectionUpsertInput"'):
+        client(fake).call(VARIABLE_COLLECTION_UPSERT, bad)
+    assert fake.mutations == []

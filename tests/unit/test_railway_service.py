@@ -1,4 +1,4 @@
-"""railway_service: image/template services, batched variables, volume, domain, one deploy (against the FAKE Railway)."""
+"""railway_service: image/template service, batched variables, volume, domain, one deploy (FAKE Railway API)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def test_create_then_rerun_is_unchanged(run_module, fake, n8n_args, project):
     assert not first["failed"], first
     assert first["changed"] and first["changes"] == ["service created", "image", "variables", "volume", "domain",
                                                       "deployed"]
-    assert first["url"].startswith("https://svc-") and first["url"].endswith(".up.railway.app")
+    assert first["domain"] == "n8n-production.up.railway.app"
+    assert first["url"] == "https://n8n-production.up.railway.app"
     assert first["deployment_status"] == "SUCCESS" and first["volume_id"]
     env, service = project["environments"][0]["id"], first["service_id"]
     assert fake.instances[(env, service)]["source"] == {"image": IMAGE}
