@@ -237,7 +237,7 @@ mutation ServiceCreate($input: ServiceCreateInput!) {
 }"""
 
 SERVICE_INSTANCE_UPDATE = """
-mutation ServiceInstanceUpdate($serviceId: String!, $environmentId: String, $input: ServiceInstanceUpdateInput!) {
+mutation ServiceInstanceUpdate($serviceId: String!, $environmentId: String!, $input: ServiceInstanceUpdateInput!) {
   serviceInstanceUpdate(serviceId: $serviceId, environmentId: $environmentId, input: $input)
 }"""
 

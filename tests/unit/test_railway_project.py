@@ -69,3 +69,9 @@ def test_graphql_error_fails_with_its_message(run_module, fake, api):
     result = run_module(railway_project, {**api, "name": "stack"})
     assert result["failed"] and "project limit of your plan" in result["msg"]
     assert api["railway_token"] not in result["msg"]
+
+
+def test_missing_token_is_named(run_module, fake, monkeypatch):
+    monkeypatch.delenv("RAILWAY_API_TOKEN", raising=False)
+    result = run_module(railway_project, {"railway_api_url": fake.url, "name": "stack"})
+    assert result["failed"] and "railway_token" in result["msg"] and fake.requests == []
