@@ -64,13 +64,16 @@ class RailwayClient:
                              context=make_context())
 
     def call(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """POST one operation; return its ``data``. Retries 429/503 with Retry-After."""
+        """POST one operation; return its ``data``. Retries 429 (and 503 for queries) after Retry-After."""
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
+        # 429 is refused before any work, so it is safe to resend; a 503 may come after a
+        # mutation was applied, so only queries are resent on it.
+        retryable = (429,) if query.lstrip().startswith("mutation") else (429, 503)
         for attempt in range(MAX_RETRIES + 1):
             try:
                 response = self._http.open("POST", self.url, data=body, headers=headers)
@@ -78,7 +81,7 @@ class RailwayClient:
                 break
             except HTTPError as exc:
                 detail = exc.read() if hasattr(exc, "read") else b""
-                if exc.code in (429, 503) and attempt < MAX_RETRIES:
+                if exc.code in retryable and attempt < MAX_RETRIES:
                     sleep(retry_delay(exc.headers.get("Retry-After") if exc.headers else None, attempt))
                     continue
                 messages = graphql_messages(detail)
@@ -89,6 +92,8 @@ class RailwayClient:
                 raise RailwayError(f"Railway API HTTP {exc.code}: {detail[:300].decode('utf-8', 'replace')}") from None
             except URLError as exc:
                 raise RailwayError(f"cannot reach the Railway API at {self.url}: {exc.reason}") from None
+            except OSError as exc:  # timeouts and resets while reading the response
+                raise RailwayError(f"Railway API at {self.url} did not answer: {exc}") from None
         try:
             parsed = json.loads(payload)
         except ValueError:

@@ -73,3 +73,25 @@ def test_fake_validates_input_types_like_graphql(fake, sleeps):
     with pytest.raises(RailwayError, match='Field "skipDeploy" is not defined by type "VariableCollectionUpsertInput"'):
         client(fake).call(VARIABLE_COLLECTION_UPSERT, bad)
     assert fake.mutations == []
+
+
+def test_mutations_are_not_resent_on_503(monkeypatch, sleeps):
+    """A 503 may arrive after the mutation was applied: resending could create a second project."""
+    from urllib.error import HTTPError
+
+    calls = []
+
+    def unavailable(self, method, url, **kwargs):
+        calls.append(kwargs["data"])
+        raise HTTPError(url, 503, "Service Unavailable", {}, None)
+
+    from ansible.module_utils.urls import Request
+
+    monkeypatch.setattr(Request, "open", unavailable)
+    railway = RailwayClient(TOKEN, "https://railway.invalid/graphql/v2")
+    with pytest.raises(RailwayError, match="HTTP 503"):
+        railway.call("mutation ProjectCreate($input: ProjectCreateInput!) { projectCreate(input: $input) { id } }", {})
+    assert len(calls) == 1 and sleeps == []
+    with pytest.raises(RailwayError, match="HTTP 503"):
+        railway.call(PROJECTS_QUERY, {})
+    assert len(calls) == 7 and len(sleeps) == 5
