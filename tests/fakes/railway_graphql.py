@@ -30,15 +30,19 @@ Switches for tests (attributes of :class:`FakeRailway`):
   status reads they stay BUILDING first;
 - ``domain_suffix``: generated domains are ``<service>-<environment>.<suffix>``.
 Recorded: ``requests`` (every request's operation, root field, variables) and
-``mutations`` (root fields of the mutations that were applied).
+``mutations`` (root fields of the mutations that were applied); ``GET /_fake/log``
+returns both (without variables), e.g. for a check-mode assertion in molecule.
 
-Run standalone (e.g. for a molecule scenario): ``python railway_graphql.py --port 8787 --token T``.
+Run standalone (e.g. for a molecule scenario), state lives as long as the process:
+``python railway_graphql.py --port 8787 --token T --pid-file /tmp/fake-railway.pid``
+and point the modules at ``railway_api_url: http://127.0.0.1:8787/graphql/v2``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import threading
 import uuid
@@ -355,6 +359,15 @@ def make_handler(state: FakeRailway) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def do_GET(self) -> None:
+            """Test introspection (not a Railway endpoint): what the fake was asked to do."""
+            if self.path != "/_fake/log":
+                self._send(404, {"errors": [{"message": "not found"}]})
+                return
+            with state.lock:
+                self._send(200, {"mutations": list(state.mutations),
+                                 "requests": [{"kind": r["kind"], "field": r["field"]} for r in state.requests]})
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with state.lock:
@@ -398,12 +411,16 @@ def main() -> None:
     parser.add_argument("--deploy-polls", type=int, default=1)
     parser.add_argument("--deploy-outcome", default="SUCCESS", choices=["SUCCESS", "FAILED", "CRASHED"])
     parser.add_argument("--domain-suffix", default="up.railway.app")
+    parser.add_argument("--pid-file", help="write the process id here (so a test teardown can stop exactly this fake)")
     args = parser.parse_args()
     state = FakeRailway(args.token)
     state.deploy_polls = args.deploy_polls
     state.deploy_outcome = args.deploy_outcome
     state.domain_suffix = args.domain_suffix
     server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
+    if args.pid_file:
+        with open(args.pid_file, "w", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n")
     print(f"FAKE Railway GraphQL API on http://{args.host}:{server.server_address[1]}/graphql/v2", flush=True)
     server.serve_forever()
 

@@ -95,3 +95,15 @@ def test_mutations_are_not_resent_on_503(monkeypatch, sleeps):
     with pytest.raises(RailwayError, match="HTTP 503"):
         railway.call(PROJECTS_QUERY, {})
     assert len(calls) == 7 and len(sleeps) == 5
+
+
+def test_fake_log_endpoint(fake, sleeps):
+    """GET /_fake/log (a test hook of the fake, not Railway) reports the mutations applied."""
+    import json
+    import urllib.request
+
+    fake.fail_fields["projectCreate"] = "nope"
+    client(fake).call(PROJECTS_QUERY, {})
+    base = fake.url.rsplit("/graphql", 1)[0]
+    log = json.load(urllib.request.urlopen(f"{base}/_fake/log"))
+    assert log == {"mutations": [], "requests": [{"kind": "query", "field": "projects"}]}
