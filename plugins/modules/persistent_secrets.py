@@ -16,7 +16,7 @@ description:
     when given, else the one persisted under O(dir) from an earlier run, else a
     new random value generated here and persisted (mode 0600, root).
   - Secrets marked O(secrets[].immutable) (encryption keys) are never rotated
-    implicitly: an operator value that differs from the persisted one fails.
+    implicitly - an operator value that differs from the persisted one fails.
   - Values are returned for templating; callers must set C(no_log) on the task.
 options:
   dir:
