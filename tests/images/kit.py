@@ -155,7 +155,10 @@ class DockerfileImage:
     registry); ``needs_ca_certs`` puts the host's extra CA certificates in a
     ``ca/`` directory of the (temporary) build context. ``on_demand`` marks a
     heavy image that ``up``/``build``/``push`` skip unless it is named (see
-    ``select_on_demand``); it is not part of the content hash.
+    ``select_on_demand``); it is not part of the content hash. ``context``
+    (a directory relative to the repository root) builds from a Dockerfile
+    that lives elsewhere in the repository, e.g. an application the
+    collection ships, instead of ``tests/images/<name>``.
     """
 
     name: str
@@ -164,6 +167,9 @@ class DockerfileImage:
     build_args: Mapping[str, str] = field(default_factory=dict)
     needs_ca_certs: bool = False
     on_demand: bool = False
+    context: str = ""
+    # Image description label; empty: DESCRIPTION. Test doubles say so here.
+    description: str = ""
 
     @property
     def repo(self) -> str:
@@ -179,7 +185,7 @@ class DockerfileImage:
 
     @property
     def definition_dir(self) -> Path:
-        return KIT_DIR / self.name
+        return REPO_ROOT / self.context if self.context else KIT_DIR / self.name
 
 
 Image = RootfsImage | DockerfileImage
@@ -236,6 +242,49 @@ IMAGES: dict[str, Image] = {image.name: image for image in (
                     build_args={"PEBBLE_VERSION": "2.6.0"}),
     DockerfileImage("pebble-challtestsrv", parent="pebble",
                     official_refs=("letsencrypt/pebble-challtestsrv:v2.6.0",)),
+    DockerfileImage("python", parent="base-trixie",
+                    official_refs=("python:3.13-slim-trixie",),
+                    build_args={"PYTHON_MINOR": "3.13"}),
+    # The collection's own sample app, built from its real Dockerfile.
+    DockerfileImage("sample-app", parent="python",
+                    official_refs=("aistack/sample-app:0.1.0",),
+                    needs_ca_certs=True, context="apps/sample_app"),
+    # Labelled TEST DOUBLES (no registry package carries Ollama or ComfyUI).
+    DockerfileImage("ollama", parent="base-trixie",
+                    official_refs=("ollama/ollama:0.33.1",),
+                    build_args={"OLLAMA_VERSION": "0.33.1"},
+                    description="aistack test kit: TEST DOUBLE of Ollama (Python stand-in for its API, no inference)"),
+    DockerfileImage("comfyui", parent="base-trixie",
+                    official_refs=("yanwk/comfyui-boot:cu126-slim-20260914",),
+                    build_args={"COMFYUI_VERSION": "0.0.0-aistack-test-double"},
+                    description="aistack test kit: TEST DOUBLE of ComfyUI in yanwk/comfyui-boot's layout "
+                                "(Python stand-in for its API, no inference)"),
+    # The monitoring role's images: Debian trixie packages at the role's pinned versions.
+    DockerfileImage("prometheus", parent="base-trixie",
+                    official_refs=("prom/prometheus:v2.53.3",),
+                    build_args={"PROMETHEUS_VERSION": "2.53.3"}),
+    DockerfileImage("alertmanager", parent="base-trixie",
+                    official_refs=("prom/alertmanager:v0.28.1",),
+                    build_args={"ALERTMANAGER_VERSION": "0.28.1"}),
+    DockerfileImage("node-exporter", parent="base-trixie",
+                    official_refs=("prom/node-exporter:v1.9.0",),
+                    build_args={"NODE_EXPORTER_VERSION": "1.9.0"}),
+    DockerfileImage("postgres-exporter", parent="base-trixie",
+                    official_refs=("prometheuscommunity/postgres-exporter:v0.17.1",),
+                    build_args={"POSTGRES_EXPORTER_VERSION": "0.17.1"}),
+    DockerfileImage("redis-exporter", parent="base-trixie",
+                    official_refs=("oliver006/redis_exporter:v1.69.0-alpine",),
+                    build_args={"REDIS_EXPORTER_VERSION": "1.69.0"}),
+    DockerfileImage("flower", parent="base-trixie",
+                    official_refs=("mher/flower:2.0.1",),
+                    build_args={"FLOWER_VERSION": "2.0.1", "CELERY_VERSION": "5.7.0"},
+                    needs_ca_certs=True),
+    # Labelled TEST DOUBLE (no registry package carries Grafana).
+    DockerfileImage("grafana", parent="base-trixie",
+                    official_refs=("grafana/grafana:12.2.0",),
+                    build_args={"GRAFANA_VERSION": "12.2.0"},
+                    description="aistack test kit: TEST DOUBLE of Grafana (Python stand-in for its HTTP API "
+                                "and file provisioning, no UI)"),
     # On demand (`up --with n8n`): ~10 min cold build, ~2.6 GB.
     DockerfileImage("n8n", parent="base-trixie",
                     official_refs=("n8nio/n8n:2.41.1",),
@@ -550,9 +599,52 @@ class DebSet(Artifact):
         return f"{len(list(self.path.glob('*.deb')))} debs"
 
 
+class NvidiaAptRepo(Artifact):
+    """A signed apt repository holding a TEST DOUBLE of NVIDIA's container toolkit.
+
+    NVIDIA's repository cannot be reached here and no test machine has a GPU,
+    so the nvidia_toolkit role's install path is tested against this one:
+    ``nvidia-container-toolkit`` and its companion packages at one pinned
+    version, labelled as aistack test doubles, whose ``nvidia-ctk`` implements
+    only the subcommands the role calls (``tests/images/nvidia-apt/``). The
+    layout is NVIDIA's (``stable/deb/<arch>/`` flat repository, armored key at
+    ``gpgkey``), signed with a throwaway key generated by each build inside a
+    container of the kit's trixie base (dpkg-deb, apt-ftparchive, gpg).
+    """
+
+    name = "nvidia-apt"
+    path = ARTIFACTS_DIR / "nvidia-apt"
+    deps = ("base-trixie",)
+    source_dir = KIT_DIR / "nvidia-apt"
+    version = "1.17.8-1"
+    stamp_name = "KIT-SOURCE"
+
+    def source_hash(self) -> str:
+        """Hash of the build recipe (files and version): a change rebuilds the repository."""
+        return content_hash({"files": directory_digest(self.source_dir), "version": self.version})
+
+    def is_current(self) -> bool:
+        stamp = self.path / self.stamp_name
+        return stamp.is_file() and stamp.read_text().strip() == self.source_hash()
+
+    def build(self, kit: Kit, log: IO[str]) -> None:
+        partial = self.path.with_name(self.path.name + ".partial")
+        remove_tree(partial)
+        partial.mkdir(parents=True)
+        docker("run", "--rm", "-v", f"{self.source_dir}:/src:ro", "-v", f"{partial}:/out",
+               kit.hash_ref("base-trixie"), "sh", "/src/build-repo.sh", self.version, log=log)
+        write_file(partial / self.stamp_name, self.source_hash() + "\n")
+        remove_tree(self.path)
+        partial.replace(self.path)
+
+    def describe(self) -> str:
+        return f"{len(list(self.path.glob('stable/deb/*/*.deb')))} test-double debs {self.version}"
+
+
 ARTIFACTS: dict[str, Artifact] = {artifact.name: artifact for artifact in (
     ComposeBinary(),
     DebSet("bookworm", host="debian12", packages=("docker.io",)),
+    NvidiaAptRepo(),
 )}
 
 
@@ -642,9 +734,11 @@ class Kit:
                     "description": DESCRIPTION, "recipe": rootfs_recipe_source()}
         if not (image.definition_dir / "Dockerfile").is_file():
             raise KitError(f"{image.definition_dir}/Dockerfile is missing")
+        # "context" only when set: the hashes of the other images stay as they were.
         return {"kind": "dockerfile", "files": directory_digest(image.definition_dir),
                 "parent": self.hash(image.parent), "build_args": dict(image.build_args),
-                "needs_ca_certs": image.needs_ca_certs, "description": DESCRIPTION}
+                "needs_ca_certs": image.needs_ca_certs, "description": image.description or DESCRIPTION,
+                **({"context": image.context} if image.context else {})}
 
     def hash_ref(self, name: str) -> str:
         """``repo:<content hash>`` of image ``name``."""
@@ -796,7 +890,7 @@ class Kit:
         if image.needs_ca_certs:
             copy_ca_certs(context / "ca")
         args = ["build", "--force-rm", "-t", self.hash_ref(image.name),
-                "--label", f"{DESCRIPTION_LABEL}={DESCRIPTION}",
+                "--label", f"{DESCRIPTION_LABEL}={image.description or DESCRIPTION}",
                 "--label", f"{HASH_LABEL}={self.hash(image.name)}",
                 "--build-arg", f"BASE={self.hash_ref(image.parent)}"]
         for key, value in sorted(image.build_args.items()):
