@@ -62,6 +62,95 @@ CASES = {
                 "n8n_hostname": "n8n.example.com", "n8n_owner_email": "ops@example.com"},
         r"n8n_owner_password",
     ),
+    "ollama: unknown gpus value": ("ollama", {"ollama_gpus": "some"}, r"ollama_gpus=some must be auto, all, none or a list"),
+    "ollama: keep_alive not a duration": ("ollama", {"ollama_keep_alive": "forever"}, r"ollama_keep_alive \(forever\) must be a Go duration"),
+    "ollama: num_parallel not an int": ("ollama", {"ollama_num_parallel": "many"}, r"ollama_num_parallel.*int"),
+    "ollama: negative context length": ("ollama", {"ollama_context_length": -1}, r"ollama_context_length \(-1\) must be >= 0"),
+    "ollama: bad model name": ("ollama", {"ollama_models": ["llama 3"]}, r"ollama_models holds names Ollama cannot pull.*llama 3"),
+    "ollama: models not a list": ("ollama", {"ollama_models": {"llama3.2": "1b"}}, r"ollama_models.*list"),
+    "comfyui: gpus as a dict": ("comfyui", {"comfyui_gpus": {"count": 1}}, r"comfyui_gpus=.*must be auto, all, none or a list"),
+    "comfyui: --port in cli args": ("comfyui", {"comfyui_cli_args": ["--port", "9000"]}, r"--port is\s+fixed at 8188"),
+    "comfyui: cli arg with a space": ("comfyui", {"comfyui_cli_args": ["--preview-method auto"]}, r"comfyui_cli_args items must be\s+single words"),
+    "comfyui: bad cache volume name": ("comfyui", {"comfyui_models_cache_volume": "my cache"}, r"comfyui_models_cache_volume=my cache is not a Docker volume name"),
+    "monitoring: retention not a duration": ("monitoring", {"monitoring_prometheus_retention": "2 weeks"}, r"monitoring_prometheus_retention=2 weeks.*must be Prometheus durations"),
+    "monitoring: disk threshold above 100": ("monitoring", {"monitoring_alert_disk_used_percent": 120}, r"monitoring_alert_disk_used_percent \(120\).*must be within 1-100"),
+    "monitoring: scrape job name taken": (
+        "monitoring", {"monitoring_extra_scrape_configs": [{"job_name": "node", "static_configs": [{"targets": ["x:9100"]}]}]},
+        r"monitoring_extra_scrape_configs entries need a job_name that no other job uses",
+    ),
+    "monitoring: alertmanager without receivers": ("monitoring", {"monitoring_alertmanager_enabled": True}, r"monitoring_alertmanager_receivers is empty"),
+    "monitoring: slack receiver without webhook": (
+        "monitoring", {"monitoring_alertmanager_enabled": True, "monitoring_alertmanager_receivers": [{"name": "chat", "type": "slack"}]},
+        r"Receiver chat \(slack\).*needs webhook_url",
+    ),
+    "monitoring: unknown receiver type": (
+        "monitoring", {"monitoring_alertmanager_enabled": True, "monitoring_alertmanager_receivers": [{"name": "pd", "type": "pagerduty"}]},
+        r"type.*(one of|email)",
+    ),
+    "monitoring: grafana setting not GF_": ("monitoring", {"monitoring_grafana_env_extra": {"SMTP_HOST": "smtp"}}, r"monitoring_grafana_env_extra keys must be.*SMTP_HOST"),
+    "fastapi_celery: database not declared": ("fastapi_celery", {}, r"needs its database in postgres_databases: add\s+\{name: app, owner: app\}"),
+    "fastapi_celery: no redis": (
+        "fastapi_celery", {"postgres_databases": [{"name": "app", "owner": "app"}]},
+        r"Celery broker is Redis.*add the redis role\s+before fastapi_celery",
+    ),
+    "fastapi_celery: two build sources": (
+        "fastapi_celery", {"fastapi_celery_build_path": "/srv/app", "fastapi_celery_build_git_repo": "https://git.example.com/app.git"},
+        r"at most one build source.*Clear the other one",
+    ),
+    "fastapi_celery: worker without queues": ("fastapi_celery", {"fastapi_celery_workers": [{"name": "cpu"}]}, r"queues.*fastapi_celery_workers"),
+    "fastapi_celery: worker concurrency 0": (
+        "fastapi_celery", {"fastapi_celery_workers": [{"name": "cpu", "queues": ["render"], "concurrency": 0}]},
+        r"fastapi_celery_workers needs entries like",
+    ),
+    "fastapi_celery: unknown gpus value": ("fastapi_celery", {"fastapi_celery_gpus": "some"}, r"fastapi_celery_gpus=some must be auto, all, none"),
+    "fastapi_celery: half the S3 settings": ("fastapi_celery", {"fastapi_celery_s3_bucket": "out"}, r"S3 needs all of fastapi_celery_s3_endpoint"),
+    "fastapi_celery: path prefix without slash": ("fastapi_celery", {"fastapi_celery_path_prefix": "api/"}, r"fastapi_celery_path_prefix empty or a path such as /api"),
+    "single_container: n8n image tag differs": (
+        "single_container", {"single_container_n8n_image": "n8nio/n8n:latest"},
+        r"single_container_n8n_image \(n8nio/n8n:latest\) must be tagged\s+single_container_n8n_version=2.41.1",
+    ),
+    "single_container: privileged port": ("single_container", {"single_container_port": 80}, r"single_container_port \(80\) must be within 1024-65535"),
+    "single_container: port not an int": ("single_container", {"single_container_port": "web"}, r"single_container_port.*int"),
+    "single_container: unknown db type": ("single_container", {"single_container_db_type": "mysql"}, r"single_container_db_type.*(one of|sqlite)"),
+    "single_container: postgres without host": (
+        "single_container", {"single_container_db_type": "postgresdb"}, r"set single_container_db_host and single_container_db_password",
+    ),
+    "single_container: public URL without scheme": (
+        "single_container", {"single_container_public_url": "agents.example.com"}, r"single_container_public_url=agents.example.com is not an http\(s\) URL",
+    ),
+    "single_container: credential without id": (
+        "single_container", {"single_container_credentials": [{"name": "api", "type": "httpHeaderAuth", "data": {}}]},
+        r"single_container_credentials needs entries like",
+    ),
+    "single_container: space without owner": (
+        "single_container", {"single_container_hf_space": "n8n-agent", "single_container_hf_token": "hf_x"},
+        r"single_container_hf_space \(n8n-agent\) must be owner/name",
+    ),
+    "railway_n8n: token missing": ("railway_n8n", {}, r"railway_n8n_token is empty.*put it in Vault"),
+    "railway_n8n: encryption key missing": (
+        "railway_n8n", {"railway_n8n_token": "t"}, r"railway_n8n_encryption_key is empty.*only other copy\s+would be on Railway's volume",
+    ),
+    "railway_n8n: unpinned image": (
+        "railway_n8n", {"railway_n8n_token": "t", "railway_n8n_encryption_key": "k" * 32, "railway_n8n_image": "n8nio/n8n:latest"},
+        r"railway_n8n_image\s+\(n8nio/n8n:latest\) an image with a pinned tag",
+    ),
+    "railway_n8n: no workers": (
+        "railway_n8n", {"railway_n8n_token": "t", "railway_n8n_encryption_key": "k" * 32, "railway_n8n_workers": 0},
+        r"railway_n8n_workers \(0\) must be >= 1",
+    ),
+    "railway_n8n: queue mode not a bool": ("railway_n8n", {"railway_n8n_queue_mode": "sometimes"}, r"railway_n8n_queue_mode.*bool"),
+    # The machines running these tests have no GPU.
+    "nvidia_toolkit: required without a GPU": (
+        "nvidia_toolkit", {"nvidia_toolkit_required": True},
+        r"nvidia_toolkit_required is true but this host has no NVIDIA GPU.*nvidia_toolkit_required: false",
+    ),
+    "nvidia_toolkit: unknown driver source": ("nvidia_toolkit", {"nvidia_toolkit_driver_source": "runfile"}, r"nvidia_toolkit_driver_source.*one of"),
+    "nvidia_toolkit: repo URL without scheme": (
+        "nvidia_toolkit", {"nvidia_toolkit_repo_url": "mirror.example.com/nvidia"}, r"nvidia_toolkit_repo_url=mirror.example.com/nvidia is not",
+    ),
+    "nvidia_toolkit: key neither URL, path nor key": ("nvidia_toolkit", {"nvidia_toolkit_repo_key": "nvidia.gpg"}, r"nvidia_toolkit_repo_key must be a key URL"),
+    "nvidia_toolkit: version without revision": ("nvidia_toolkit", {"nvidia_toolkit_version": "1.17.8"}, r"nvidia_toolkit_version=\"1.17.8\" is not a full package version"),
+    "nvidia_toolkit: required not a bool": ("nvidia_toolkit", {"nvidia_toolkit_required": "sometimes"}, r"nvidia_toolkit_required.*bool"),
 }
 
 

@@ -20,9 +20,10 @@ from testlib import pebble_root as fetch_pebble_root, probe, secret  # noqa: E40
 N8N = "n8n.aistack.test"
 APP = "app.aistack.test"
 GRAFANA = "grafana.aistack.test"
+COMFY = "comfy.aistack.test"
 # Scrape jobs the monitoring role must generate for the roles this layout enables
 # (cAdvisor and DCGM are off: no image for them in the kit / no GPU).
-EXPECTED_JOBS = {"prometheus", "node", "traefik", "n8n", "postgres", "redis", "celery", "grafana"}
+EXPECTED_JOBS = {"prometheus", "node", "traefik", "n8n", "n8n-worker", "postgres", "redis", "celery", "grafana"}
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,18 @@ def pebble_root(host) -> str:
 def in_container(host, container: str, url: str) -> dict:
     """GET a JSON API from inside a container (the internal services publish no port)."""
     return json.loads(host.check_output(f"docker exec {container} wget -qO- '{url}'"))
+
+
+def container_ip(host, name: str) -> str:
+    return host.check_output(
+        "docker inspect --format '{{(index .NetworkSettings.Networks \"aistack\").IPAddress}}' " + name)
+
+
+def host_get_json(host, url: str) -> dict:
+    """GET a JSON API from the host itself (images without wget/curl, e.g. Ollama's)."""
+    return json.loads(host.check_output(
+        "python3 -c \"import urllib.request,sys;sys.stdout.write("
+        f"urllib.request.urlopen('{url}',timeout=10).read().decode())\""))
 
 
 def retry(check, attempts: int = 30, delay: float = 3.0):
@@ -77,13 +90,14 @@ class TestMonitoring:
             assert not down, down
             return active
         active = retry(check, attempts=40)
-        # one target per n8n process: main + the worker
-        assert len([t for t in active if t["labels"]["job"] == "n8n"]) >= 2
+        # the queue-mode worker is scraped on its own container name
+        assert [t["labels"]["instance"] for t in active if t["labels"]["job"] == "n8n-worker"] == ["aistack-n8n-worker-1:5678"]
 
     def test_alert_rules_loaded(self, host):
-        rules = in_container(host, "aistack-prometheus", "http://127.0.0.1:9090/api/v1/rules")
+        rules = in_container(host, "aistack-prometheus", "http://127.0.0.1:9090/api/v1/rules?type=alert")
         names = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
-        assert {"TargetDown", "DiskAlmostFull", "N8nQueueBacklog"} <= names, names
+        assert {"TargetDown", "HostDiskAlmostFull", "ContainerRestarting", "GpuMemoryAlmostFull",
+                "GpuTemperatureHigh", "N8nQueueBacklog"} <= names, names
 
     def test_grafana_datasource_is_provisioned_and_healthy(self, host, pebble_root):
         auth = f"admin:{secret(host, 'grafana_admin_password')}"
@@ -91,6 +105,12 @@ class TestMonitoring:
         assert result["status"] == 200, result
         assert json.loads(result["body"])["status"] == "OK"
         assert probe(host, GRAFANA, 443, "/api/datasources", pebble_root)["status"] == 401
+
+    def test_grafana_dashboards_are_provisioned(self, host, pebble_root):
+        auth = f"admin:{secret(host, 'grafana_admin_password')}"
+        result = probe(host, GRAFANA, 443, "/api/search?type=dash-db&tag=aistack", pebble_root, "--auth", auth)
+        assert {"aistack-host", "aistack-containers", "aistack-n8n", "aistack-data", "aistack-celery",
+                "aistack-gpu"} <= {d["uid"] for d in json.loads(result["body"])}, result
 
 
 class TestSampleApp:
@@ -121,12 +141,22 @@ class TestSampleApp:
 
 class TestAiServices:
     def test_models_pulled_once(self, host):
-        tags = in_container(host, "aistack-fastapi-web", "http://ollama:11434/api/tags") \
-            if False else json.loads(host.check_output("docker exec aistack-ollama ollama list --json 2>/dev/null || true") or "{}")
+        """Pulled by converge; idempotence, check mode and --tags n8n pulled nothing."""
+        tags = host_get_json(host, f"http://{container_ip(host, 'aistack-ollama')}:11434/api/tags")
+        assert [m["name"] for m in tags["models"]] == ["tinyllama:latest"], tags
         logs = host.check_output("docker logs aistack-ollama 2>&1")
-        assert logs.count("pulling manifest") == 1, logs[-2000:]
-        del tags
+        pulls = [line for line in logs.splitlines() if "/api/pull" in line]
+        assert len(pulls) == 1, pulls
 
-    def test_comfyui_answers_system_stats(self, host):
-        stats = in_container(host, "aistack-comfyui", "http://127.0.0.1:8188/system_stats")
+    def test_comfyui_answers_system_stats_in_cpu_mode(self, host):
+        stats = json.loads(host.check_output(
+            "docker exec aistack-comfyui python3 -c \"import urllib.request,sys;sys.stdout.write("
+            "urllib.request.urlopen('http://127.0.0.1:8188/system_stats',timeout=10).read().decode())\""))
         assert "system" in stats and "devices" in stats
+        assert "--cpu" in stats["system"]["argv"], stats["system"]
+
+    def test_comfyui_behind_basic_auth(self, host, pebble_root):
+        assert probe(host, COMFY, 443, "/system_stats", pebble_root)["status"] == 401
+        auth = "comfyui:" + secret(host, "comfyui_web_password")
+        answer = probe(host, COMFY, 443, "/system_stats", pebble_root, "--auth", auth)
+        assert answer["status"] == 200 and "system" in json.loads(answer["body"]), answer
