@@ -24,7 +24,7 @@ VENV_BIN = Path(sys.executable).parent
 CACHE = ROOT / ".cache"
 INSTALLED_COLLECTIONS = CACHE / "collections"
 # Scenarios in the order they run; every one runs in CI (see README, "Tests").
-SCENARIOS = ["docker", "data_edge", "n8n"]
+SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "split_railway"]
 # Paths that must never ship in the Galaxy artifact.
 NOT_IN_ARTIFACT = ("molecule/", "tests/", ".ci/", "collections/", ".venv/", ".cache/")
 RECAP = re.compile(r"([\w.-]+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
