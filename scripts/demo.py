@@ -113,7 +113,8 @@ def up() -> int:
     print("  Containers        " + "\n                    ".join(sorted(containers.stdout.split("\n"))).strip())
     print("\ndemo: public URLs through Traefik (certificates issued by Pebble), HTTP status now:")
     for hostname, path, note in PUBLIC_URLS:
-        print(f"  https://{hostname}{path:<22} -> {https_status(hostname, path):<9} {note}")
+        url = f"https://{hostname}{path}"
+        print(f"  {url:<52} -> {https_status(hostname, path):<5} {note}")
     root = CACHE / "pebble-root.pem"
     # Pebble's issuing root (a fresh one per Pebble start), from its management API.
     pebble_ip = sh("docker", "exec", HOST, "docker", "inspect", "--format",

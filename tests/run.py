@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CACHE = ROOT / ".cache"
 INSTALLED_COLLECTIONS = CACHE / "collections"
-# Scenarios in the order they run; every one runs in CI (see README, "Tests").
-SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "split_railway"]
+# Every scenario runs in CI (see README, "Tests").
+SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "single_container", "split_railway"]
+# Start order when they run in parallel: longest first, so the lanes end together.
+SCENARIO_ORDER = ["gpu_host", "single_container", "n8n", "split_railway", "data_edge", "nvidia_toolkit", "docker"]
+LOGS = ROOT / ".cache" / "logs"
 # Paths that must never ship in the Galaxy artifact.
 NOT_IN_ARTIFACT = ("molecule/", "tests/", ".ci/", "collections/", ".venv/", ".cache/")
 RECAP = re.compile(r"([\w.-]+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
@@ -132,9 +136,17 @@ def stage_collection(report: Report) -> None:
                       time.monotonic() - start, f"missing {missing}" if missing else "")
 
 
-def molecule(action: str, scenario: str, *, capture: bool = False) -> subprocess.CompletedProcess:
+def molecule(action: str, scenario: str, log) -> subprocess.CompletedProcess:
+    """One molecule action, its output appended to the scenario's log file."""
     env = env_with(AISTACK_COLLECTIONS_PATH=str(INSTALLED_COLLECTIONS)) if INSTALLED_COLLECTIONS.exists() else env_with()
-    return run([str(VENV_BIN / "molecule"), action, "-s", scenario], env=env, capture=capture)
+    cmd = [str(VENV_BIN / "molecule"), action, "-s", scenario]
+    print(f"  molecule {action} -s {scenario}", flush=True)
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log.write(proc.stdout)
+    log.flush()
+    return proc
 
 
 def check_mode_changes(output: str) -> dict[str, int]:
@@ -142,27 +154,51 @@ def check_mode_changes(output: str) -> dict[str, int]:
     return {host: int(changed) for host, changed, _, _ in RECAP.findall(ANSI.sub("", output))}
 
 
-def stage_molecule(report: Report, scenario: str) -> None:
+def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
     """converge, idempotence, check mode (0 changed), verify, side effect, verify, destroy."""
     start = time.monotonic()
     ok = True
     detail = ""
-    try:
-        for action in ("destroy", "create", "prepare", "converge", "idempotence"):
-            if molecule(action, scenario).returncode != 0:
-                ok, detail = False, f"{action} failed"
-                break
-        if ok:
-            proc = molecule("check", scenario, capture=True)
-            changes = check_mode_changes(proc.stdout)
-            if proc.returncode != 0 or not changes or any(changes.values()):
-                ok, detail = False, f"check mode re-run reported changes: {changes or 'no recap'}"
-        for action in ("verify", "side_effect", "verify"):
-            if ok and molecule(action.replace("_", "-"), scenario).returncode != 0:
-                ok, detail = False, f"{action} failed"
-    finally:
-        molecule("destroy", scenario)
-    report.record(f"molecule: {scenario}", ok, time.monotonic() - start, detail)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"molecule-{scenario}.log"
+    with log_path.open("w") as log:
+        try:
+            for action in ("destroy", "create", "prepare", "converge", "idempotence"):
+                if molecule(action, scenario, log).returncode != 0:
+                    ok, detail = False, f"{action} failed"
+                    break
+            if ok:
+                proc = molecule("check", scenario, log)
+                changes = check_mode_changes(proc.stdout)
+                if proc.returncode != 0 or not changes or any(changes.values()):
+                    ok, detail = False, f"check mode re-run reported changes: {changes or 'no recap'}"
+            for action in ("verify", "side_effect", "verify"):
+                if ok and molecule(action.replace("_", "-"), scenario, log).returncode != 0:
+                    ok, detail = False, f"{action} failed"
+        finally:
+            molecule("destroy", scenario, log)
+    return scenario, ok, time.monotonic() - start, detail, log_path
+
+
+def stage_molecule(report: Report, scenarios: list[str], jobs: int) -> None:
+    """Run the scenarios `jobs` at a time (longest first); print each one's log when it ends.
+
+    A scenario mostly waits (image pulls into its host, health checks), so two
+    at a time on two cores cut the wall time without starving either; each
+    has its own host, molecule state and log under .cache/logs.
+    """
+    ordered = sorted(scenarios, key=lambda name: SCENARIO_ORDER.index(name) if name in SCENARIO_ORDER else -1)
+    print(f"molecule: {len(ordered)} scenario(s), {jobs} at a time: {', '.join(ordered)}", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in as_completed([pool.submit(run_scenario, name) for name in ordered]):
+            scenario, ok, seconds, detail, log_path = future.result()
+            text = log_path.read_text()
+            lines = text.splitlines()
+            # The whole log of a failed scenario; the end of a passed one.
+            shown = lines if not ok else lines[-25:]
+            print(f"----- {log_path.relative_to(ROOT)} ({'all' if not ok else 'last 25'} of {len(lines)} lines)", flush=True)
+            print("\n".join(shown), flush=True)
+            report.record(f"molecule: {scenario}", ok, seconds, detail)
 
 
 def main() -> int:
@@ -170,6 +206,8 @@ def main() -> int:
     parser.add_argument("--stages", default="lint,unit,collection,molecule",
                         help="comma-separated subset of lint,unit,collection,molecule (molecule implies collection)")
     parser.add_argument("--scenario", action="append", help="molecule scenario(s) to run (default: all)")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("AISTACK_TEST_JOBS", "2")),
+                        help="molecule scenarios run at a time (env AISTACK_TEST_JOBS, default 2)")
     args = parser.parse_args()
     stages = args.stages.split(",")
     report = Report()
@@ -182,8 +220,7 @@ def main() -> int:
     if "collection" in stages or "molecule" in stages:
         stage_collection(report)
     if "molecule" in stages:
-        for scenario in args.scenario or SCENARIOS:
-            stage_molecule(report, scenario)
+        stage_molecule(report, args.scenario or SCENARIOS, args.jobs)
     print(f"total {time.monotonic() - began:.0f}s")
     return report.summary()
 
