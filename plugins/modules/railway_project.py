@@ -39,20 +39,8 @@ options:
     description: Exact name of the environment to find or create.
     type: str
     default: production
-  railway_token:
-    description:
-      - "Railway account or workspace API token (sent as C(Authorization: Bearer))."
-      - Falls back to the E(RAILWAY_API_TOKEN) environment variable.
-    type: str
-    required: true
-  railway_api_url:
-    description: GraphQL endpoint; only changed to point tests at a fake.
-    type: str
-    default: https://backboard.railway.com/graphql/v2
-  request_timeout:
-    description: Seconds to wait for each HTTP response.
-    type: int
-    default: 30
+extends_documentation_fragment:
+  - aistack.hosting.railway
 attributes:
   check_mode:
     support: full

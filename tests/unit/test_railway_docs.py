@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from ansible.module_utils import basic
+from ansible_collections.aistack.hosting.plugins.doc_fragments.railway import ModuleDocFragment
 from ansible_collections.aistack.hosting.plugins.modules import railway_project, railway_service
 
 MODULES = [railway_project, railway_service]
@@ -29,9 +30,19 @@ def argument_spec(module, monkeypatch) -> dict:
     return captured
 
 
+def documentation(module) -> dict:
+    """The module's DOCUMENTATION with its fragment's options merged in, as ansible-doc shows it."""
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc["extends_documentation_fragment"] == ["aistack.hosting.railway"]
+    fragment = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)
+    assert not set(fragment["options"]) & set(doc["options"])
+    doc["options"].update(fragment["options"])
+    return doc
+
+
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_documentation_matches_argument_spec(module, monkeypatch):
-    doc = yaml.safe_load(module.DOCUMENTATION)
+    doc = documentation(module)
     assert doc["module"] == module.__name__.rsplit(".", 1)[-1]
     yaml.safe_load(module.RETURN)
     assert yaml.safe_load(module.EXAMPLES)
