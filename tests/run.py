@@ -136,9 +136,16 @@ def stage_collection(report: Report) -> None:
                       time.monotonic() - start, f"missing {missing}" if missing else "")
 
 
+# --from-checkout: molecule loads the roles from this checkout (collections/ symlink), not the artifact.
+FROM_CHECKOUT = False
+
+
 def molecule(action: str, scenario: str, log) -> subprocess.CompletedProcess:
     """One molecule action, its output appended to the scenario's log file."""
-    env = env_with(AISTACK_COLLECTIONS_PATH=str(INSTALLED_COLLECTIONS)) if INSTALLED_COLLECTIONS.exists() else env_with()
+    if FROM_CHECKOUT or not INSTALLED_COLLECTIONS.exists():
+        env = env_with(AISTACK_COLLECTIONS_PATH="/nonexistent")
+    else:
+        env = env_with(AISTACK_COLLECTIONS_PATH=str(INSTALLED_COLLECTIONS))
     cmd = [str(VENV_BIN / "molecule"), action, "-s", scenario]
     print(f"  molecule {action} -s {scenario}", flush=True)
     log.write(f"$ {' '.join(cmd)}\n")
@@ -208,7 +215,11 @@ def main() -> int:
     parser.add_argument("--scenario", action="append", help="molecule scenario(s) to run (default: all)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("AISTACK_TEST_JOBS", "2")),
                         help="molecule scenarios run at a time (env AISTACK_TEST_JOBS, default 2)")
+    parser.add_argument("--from-checkout", action="store_true",
+                        help="molecule without building the artifact: roles load from this checkout (development)")
     args = parser.parse_args()
+    global FROM_CHECKOUT
+    FROM_CHECKOUT = args.from_checkout
     stages = args.stages.split(",")
     report = Report()
     began = time.monotonic()
@@ -217,7 +228,7 @@ def main() -> int:
     if "unit" in stages:
         stage_unit(report)
     # Molecule converges the roles from the installed artifact: always build it first.
-    if "collection" in stages or "molecule" in stages:
+    if "collection" in stages or ("molecule" in stages and not FROM_CHECKOUT):
         stage_collection(report)
     if "molecule" in stages:
         stage_molecule(report, args.scenario or SCENARIOS, args.jobs)
