@@ -28,6 +28,7 @@ Usage:
     python3 tests/images/contracts.py redis:8.0.2     # one or more images (+ roles)
     python3 tests/images/contracts.py --static        # roles only, no docker
     python3 tests/images/contracts.py --json          # machine-readable results (tests/run.py)
+    python3 tests/images/contracts.py --use redis:8.0.2=my/redis:test   # another image against a contract
 
 Exit status 0 when every check passed, 1 otherwise.
 """
@@ -199,17 +200,19 @@ def image_facts(contract: dict[str, Any], config: dict[str, Any], found: dict[st
     return facts
 
 
-def check_image(contract: dict[str, Any]) -> Result:
+def check_image(contract: dict[str, Any], local: str | None = None) -> Result:
+    """All facts of one contract against the local image `local` (default: the official name)."""
     start = time.monotonic()
     ref = contract["image"]
-    result = Result(ref)
-    config = inspect(ref)
+    result = Result(ref if not local or local == ref else f"{ref} (as {local})")
+    local = local or ref
+    config = inspect(local)
     if config is None:
-        result.failures.append(f"{ref}: image not found locally (build the kit: tests/images/kit.py up --with n8n)")
+        result.failures.append(f"{local}: image not found locally (build the kit: tests/images/kit.py up --with n8n)")
         result.seconds = time.monotonic() - start
         return result
     try:
-        found, error = run_probe(ref, contract.get("runtime", {}))
+        found, error = run_probe(local, contract.get("runtime", {}))
     except subprocess.TimeoutExpired:
         found, error = {"users": {}, "cmd": {}, "path": {}}, f"probe timed out after {PROBE_TIMEOUT}s"
     if error:
@@ -333,16 +336,20 @@ def main() -> int:
     parser.add_argument("--static", action="store_true", help="only the roles cross-check (no docker)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--jobs", type=int, default=4, help="probes run at a time (default 4)")
+    parser.add_argument("--use", action="append", default=[], metavar="OFFICIAL=LOCAL",
+                        help="check the local image LOCAL against OFFICIAL's contract (e.g. the real "
+                             "official image pulled elsewhere, or a deliberately broken variant)")
     args = parser.parse_args()
     contracts = load_contracts()
-    unknown = set(args.images) - {c["image"] for c in contracts}
+    use = dict(item.split("=", 1) for item in args.use)
+    unknown = (set(args.images) | set(use)) - {c["image"] for c in contracts}
     if unknown:
         parser.error(f"no contract for {sorted(unknown)}")
     results = [check_roles(contracts)]
     if not args.static:
-        chosen = [c for c in contracts if not args.images or c["image"] in args.images]
+        chosen = [c for c in contracts if not (args.images or use) or c["image"] in args.images or c["image"] in use]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            results += list(pool.map(check_image, chosen))
+            results += list(pool.map(lambda c: check_image(c, use.get(c["image"])), chosen))
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=1))
     else:
