@@ -113,7 +113,7 @@ def read_workflows(directory: Path) -> list[tuple[Path, dict]]:
 def active_ids(workflows: Sequence[tuple[Path, dict]]) -> list[str]:
     """Ids of the workflows to publish (activate), in file order, without duplicates."""
     ids: list[str] = []
-    for _, workflow in workflows:
+    for _name, workflow in workflows:
         if workflow.get("active") and str(workflow["id"]) not in ids:
             ids.append(str(workflow["id"]))
     return ids
@@ -137,7 +137,7 @@ def credentials_from_env(env: Mapping[str, str]) -> list[dict]:
 
 def seed_digest(workflows: Sequence[tuple[Path, dict]], credentials: Sequence[dict]) -> str:
     """A digest over what the boot seeds (so an unchanged seed is not imported again)."""
-    payload = json.dumps([[w for _, w in workflows], list(credentials)], sort_keys=True)
+    payload = json.dumps([[w for _name, w in workflows], list(credentials)], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
