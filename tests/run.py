@@ -142,8 +142,9 @@ def junit_skips(path: Path) -> list[tuple[str, str]]:
     skips = []
     for case in ET.parse(path).iter("testcase"):
         for skipped in case.findall("skipped"):
-            test_file = (case.get("file") or case.get("classname", "").replace(".", "/") + ".py")
-            skips.append((f"{test_file}::{case.get('name')}", skipped.get("message") or ""))
+            classname = case.get("classname") or ""  # empty for a module skipped at collection
+            test_id = f"{classname.replace('.', '/')}.py::{case.get('name')}" if classname else case.get("name", "")
+            skips.append((test_id, skipped.get("message") or ""))
     return skips
 
 
@@ -218,12 +219,20 @@ def stage_sanity(report: Report) -> None:
     start = time.monotonic()
     # The importer writes importer_result.json into its working directory: keep it in .cache.
     cmd = [str(tools / "python"), "-m", "galaxy_importer.main", str(artifact)]
+    (CACHE / "importer_result.json").unlink(missing_ok=True)
     print(f"$ {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, cwd=CACHE, env=galaxy_checks.importer_env(tools), text=True, check=False,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     print(proc.stdout, end="", flush=True)
     # The importer exits 0 with findings it logs as ERROR/WARNING (Galaxy would show them): those fail here.
     findings = [line for line in proc.stdout.splitlines() if line.startswith(("ERROR", "WARNING"))]
+    # A module or role whose docs the importer could not read is imported without a description
+    # (and without docs on Galaxy), silently: check the result it wrote.
+    result_file = CACHE / "importer_result.json"
+    if proc.returncode == 0 and result_file.exists():
+        contents = json.loads(result_file.read_text()).get("contents", [])
+        findings += [f"{c['content_type']} {c['name']}: no description (docs unreadable)" for c in contents
+                     if c.get("content_type") in ("module", "role") and not c.get("description")]
     ok = proc.returncode == 0 and "Importer processing completed successfully" in proc.stdout and not findings
     report.record("sanity: galaxy-importer (offline config)", ok, time.monotonic() - start, "; ".join(findings[:3]))
     start = time.monotonic()
