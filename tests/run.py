@@ -9,6 +9,7 @@ non-zero when anything failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -101,6 +102,28 @@ def stage_unit(report: Report) -> None:
     proc = run([sys.executable, "-m", "pytest", "-q", "tests/unit"])
     # pytest exits 5 when it collected nothing: that is a failure here too.
     report.record("unit: pytest tests/unit", proc.returncode == 0, time.monotonic() - start)
+
+
+def stage_contracts(report: Report) -> None:
+    """Each kit image against its official image's contract (tests/images/contracts/), one check per image.
+
+    Needs the kit built (`make test` runs `kit.py up --with n8n` first); ~1 min.
+    """
+    cmd = [sys.executable, "tests/images/contracts.py", "--json"]
+    print(f"$ {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+    try:
+        results = json.loads(proc.stdout)
+    except ValueError:
+        print(proc.stdout + proc.stderr, flush=True)
+        report.record("contracts: tests/images/contracts.py", False, 0, f"exit {proc.returncode}, no results")
+        return
+    for result in results:
+        for line in result["failures"]:
+            print(f"  FAIL {line}", flush=True)
+        failures = result["failures"]
+        detail = f"{len(failures)} failed, first: {failures[0]}" if failures else ""
+        report.record(f"contracts: {result['name']}", result["ok"], result["seconds"], detail)
 
 
 def stage_collection(report: Report) -> None:
@@ -210,8 +233,8 @@ def stage_molecule(report: Report, scenarios: list[str], jobs: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stages", default="lint,unit,collection,molecule",
-                        help="comma-separated subset of lint,unit,collection,molecule (molecule implies collection)")
+    parser.add_argument("--stages", default="lint,unit,contracts,collection,molecule",
+                        help="comma-separated subset of lint,unit,contracts,collection,molecule (molecule implies collection)")
     parser.add_argument("--scenario", action="append", help="molecule scenario(s) to run (default: all)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("AISTACK_TEST_JOBS", "2")),
                         help="molecule scenarios run at a time (env AISTACK_TEST_JOBS, default 2)")
@@ -227,6 +250,9 @@ def main() -> int:
         stage_lint(report)
     if "unit" in stages:
         stage_unit(report)
+    # The kit images against their official images' contracts: before molecule relies on them.
+    if "contracts" in stages:
+        stage_contracts(report)
     # Molecule converges the roles from the installed artifact: always build it first.
     if "collection" in stages or ("molecule" in stages and not FROM_CHECKOUT):
         stage_collection(report)
