@@ -266,7 +266,7 @@ SITE_PATTERNS = (
 SITE_FILES = ("roles/*/templates/*.j2", "roles/*/tasks/*.yml", "roles/*/vars/*.yml",
               "molecule/*/*.yml", "molecule/*/tests/*.py", "molecule/shared/*")
 BUILDING_BLOCKS = Path("roles/common/templates/compose_lib.j2")
-WINDOW = 10  # lines after a site that belong to it (argv lists, block-style test lists)
+WINDOW = 12  # at most this many lines belong to one site (argv lists, block-style test lists)
 
 
 def find_sites() -> list[Site]:
@@ -278,8 +278,16 @@ def find_sites() -> list[Site]:
         lines = path.read_text().splitlines()
         for index, line in enumerate(lines):
             if any(p.search(line) for p in SITE_PATTERNS):
-                text = "\n".join(lines[index:index + WINDOW])
-                sites.append(Site(str(path.relative_to(ROOT)), index + 1, text))
+                # The site's own statement: its line plus the lines indented deeper
+                # (a block-style test list, a module's arguments, a continued string).
+                indent = len(line) - len(line.lstrip())
+                end = index + 1
+                while end < min(len(lines), index + WINDOW):
+                    following = lines[end]
+                    if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                        break
+                    end += 1
+                sites.append(Site(str(path.relative_to(ROOT)), index + 1, "\n".join(lines[index:end])))
     return sites
 
 
