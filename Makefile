@@ -1,12 +1,12 @@
 # Entry points. A fresh Debian 12 machine needs only `make demo` or `make test`.
 PY := .venv/bin/python
 
-.PHONY: help setup kit demo demo-clean test lint unit molecule clean
+.PHONY: help setup kit demo demo-clean test lint unit sanity molecule clean
 
 help:
 	@echo "make demo       set up, start a disposable systemd host container, run site.yml -i inventories/demo against it"
 	@echo "make test       set up and run the whole suite (lint, unit, collection artifact, molecule); ends with 'N passed, N failed'"
-	@echo "make lint|unit|molecule   one stage of the suite"
+	@echo "make lint|unit|sanity|molecule   one stage of the suite (sanity: ansible-test 2.19+2.18, galaxy-importer, antsibull-docs)"
 	@echo "make demo-clean remove the demo host; make clean also removes the image kit"
 
 setup:
@@ -29,6 +29,9 @@ lint: setup
 
 unit: setup
 	@$(PY) tests/run.py --stages unit
+
+sanity: setup
+	@$(PY) tests/run.py --stages sanity
 
 molecule: kit
 	@$(PY) tests/run.py --stages collection,molecule

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "tests"))
+from checkout_link import ensure as ensure_checkout_link  # noqa: E402
+from sanity import checks as galaxy_checks  # noqa: E402  (tests/sanity/checks.py)
 CACHE = ROOT / ".cache"
 INSTALLED_COLLECTIONS = CACHE / "collections"
 # Every scenario runs in CI (see README, "Tests").
@@ -89,6 +93,11 @@ def playbooks() -> list[Path]:
     return [ROOT / "site.yml", *sorted((ROOT / "playbooks").glob("*.yml"))]
 
 
+def main_site_packages() -> Path:
+    """The main venv's site-packages: the ansible package's collections (community.docker, ...) live there."""
+    return VENV_BIN.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+
+
 def stage_lint(report: Report) -> None:
     check(report, "lint: yamllint", [str(VENV_BIN / "yamllint"), "--strict", "."])
     check(report, "lint: ansible-lint (production profile)", [str(VENV_BIN / "ansible-lint"), "--profile", "production"])
@@ -97,13 +106,143 @@ def stage_lint(report: Report) -> None:
         rel = book.relative_to(ROOT)
         check(report, f"lint: syntax-check {rel}",
               [str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", "inventories/prod", str(rel)])
+    # The previous ansible-core line parses every playbook and role too (meta/runtime.yml claims >=2.18);
+    # the dependency collections come from the main venv's ansible package.
+    start = time.monotonic()
+    try:
+        bin_218 = galaxy_checks.venv("2.18", "requirements-2.18.txt")
+    except subprocess.CalledProcessError as exc:
+        report.record("lint: syntax-check all playbooks (ansible-core 2.18)", False, time.monotonic() - start, f"venv: {exc}")
+        return
+    env = env_with(ANSIBLE_COLLECTIONS_PATH=f"{ensure_checkout_link()}{os.pathsep}{main_site_packages()}")
+    check(report, "lint: syntax-check all playbooks (ansible-core 2.18)",
+          [str(bin_218 / "ansible-playbook"), "--syntax-check", "-i", "inventories/prod",
+           *[str(book.relative_to(ROOT)) for book in playbooks()]], env=env)
+
+
+# A skipped test is a test that did not run: it fails its check unless it is
+# listed here with the reason it may skip. Unit tests: "file::test" -> reason.
+ALLOWED_UNIT_SKIPS: dict[str, str] = {}
+# Testinfra in molecule verify: (scenario, skip reason) -> why. Verify runs twice
+# (before and after side_effect); tests of the other phase skip on purpose.
+ALLOWED_VERIFY_SKIPS: dict[tuple[str, str], str] = {
+    ("docker", "host is in the uninstalled phase"): "first verify: the side effect has not uninstalled Docker yet",
+    ("docker", "host is in the installed phase"): "second verify: Docker was uninstalled by the side effect",
+    ("data_edge", "the backup/restore round trip runs in side_effect"): "first verify",
+    ("n8n", "runs after side_effect scaled and recreated n8n"): "first verify",
+    ("nvidia_toolkit", "removed"): "second verify: the toolkit was uninstalled by the side effect",
+    ("single_container", "runs after side_effect killed n8n"): "first verify",
+}
+SKIP_LINE = re.compile(r"^SKIPPED \[(\d+)\] ([^:]+(?::\d+)?): (.*)$", re.M)
+SKIP_COUNT = re.compile(r"\b(\d+) skipped\b")
+
+
+def junit_skips(path: Path) -> list[tuple[str, str]]:
+    """(test id, reason) of every skipped (or xfailed) test in a pytest junit xml."""
+    import xml.etree.ElementTree as ET
+
+    skips = []
+    for case in ET.parse(path).iter("testcase"):
+        for skipped in case.findall("skipped"):
+            classname = case.get("classname") or ""  # empty for a module skipped at collection
+            test_id = f"{classname.replace('.', '/')}.py::{case.get('name')}" if classname else case.get("name", "")
+            skips.append((test_id, skipped.get("message") or ""))
+    return skips
+
+
+def pytest_check(report: Report, name: str, python: Path, args: list[str], junit: Path) -> bool:
+    """Run pytest with a junit report; fail on a non-zero exit or any skip not in ALLOWED_UNIT_SKIPS."""
+    start = time.monotonic()
+    junit.unlink(missing_ok=True)
+    proc = run([str(python), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={junit}", *args])
+    # pytest exits 5 when it collected nothing: that is a failure here too.
+    ok = proc.returncode == 0 and junit.exists()
+    unexpected = [f"{test} ({reason})" for test, reason in (junit_skips(junit) if junit.exists() else [])
+                  if not any(test.endswith(allowed) for allowed in ALLOWED_UNIT_SKIPS)]
+    detail = f"{len(unexpected)} unexpected skip(s): {'; '.join(unexpected)}" if unexpected else ""
+    return report.record(name, ok and not unexpected, time.monotonic() - start, detail)
+
+
+def plugin_unit_tests() -> list[str]:
+    """Unit tests of plugins/ (they import the collection's Python code): run under every tested core."""
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "unit").glob("test_*.py")
+                  if "ansible_collections.aistack.hosting.plugins" in p.read_text())
 
 
 def stage_unit(report: Report) -> None:
+    ensure_checkout_link()
+    pytest_check(report, "unit: pytest tests/unit (ansible-core 2.19)", Path(sys.executable), ["tests/unit"],
+                 CACHE / "junit-unit.xml")
     start = time.monotonic()
-    proc = run([sys.executable, "-m", "pytest", "-q", "tests/unit"])
-    # pytest exits 5 when it collected nothing: that is a failure here too.
-    report.record("unit: pytest tests/unit", proc.returncode == 0, time.monotonic() - start)
+    try:
+        bin_218 = galaxy_checks.venv("2.18", "requirements-2.18.txt")
+    except subprocess.CalledProcessError as exc:
+        report.record("unit: plugin tests (ansible-core 2.18)", False, time.monotonic() - start, f"venv: {exc}")
+        return
+    pytest_check(report, "unit: plugin tests (ansible-core 2.18)", bin_218 / "python", plugin_unit_tests(),
+                 CACHE / "junit-unit-2.18.xml")
+
+
+def stage_sanity(report: Report) -> None:
+    """ansible-test sanity (2.19 and 2.18), galaxy-importer (offline) and antsibull-docs lint on what ships."""
+    ensure_checkout_link()
+    start = time.monotonic()
+    dist = CACHE / "sanity-dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    ok = run([str(VENV_BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(dist)]).returncode == 0
+    if not report.record("sanity: build artifact", ok, time.monotonic() - start) and not ok:
+        return
+    artifact = next(dist.glob("aistack-hosting-*.tar.gz"))
+    try:
+        cores = {"2.19": VENV_BIN, "2.18": galaxy_checks.venv("2.18", "requirements-2.18.txt")}
+        tools = galaxy_checks.venv("tools", "requirements-tools.txt")
+    except subprocess.CalledProcessError as exc:
+        report.record("sanity: venvs for ansible-core 2.18 and the release tools", False, time.monotonic() - start, str(exc))
+        return
+    with tempfile.TemporaryDirectory(prefix="aistack-sanity-") as scratch:
+        for core, bin_dir in cores.items():
+            start = time.monotonic()
+            galaxy_checks.install_get_pip(bin_dir)
+            tree = galaxy_checks.unpack(artifact, core, Path(scratch))
+            print(f"$ (cd {tree} && ansible-test sanity) [ansible-core {core}]", flush=True)
+            proc = subprocess.run(galaxy_checks.ansible_test(bin_dir, tree), cwd=tree, text=True, check=False,
+                                  env=env_with(PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            # pip's progress is noise; the test names and every finding are kept.
+            print("\n".join(line for line in proc.stdout.splitlines()
+                            if not line.startswith(("WARNING: Location", "Collecting ", "  Downloading ", "  Using cached ",
+                                                    "Requirement already", "Installing collected", "Successfully installed"))),
+                  flush=True)
+            # A test ansible-test could not run (missing program, no targets) only warns: that fails here.
+            skipped = [line for line in proc.stdout.splitlines()
+                       if line.startswith(("WARNING: Required program", "WARNING: Skipping", "WARNING: All targets skipped"))]
+            report.record(f"sanity: ansible-test sanity (ansible-core {core})", proc.returncode == 0 and not skipped,
+                          time.monotonic() - start, "; ".join(skipped))
+    start = time.monotonic()
+    # The importer writes importer_result.json into its working directory: keep it in .cache.
+    cmd = [str(tools / "python"), "-m", "galaxy_importer.main", str(artifact)]
+    (CACHE / "importer_result.json").unlink(missing_ok=True)
+    print(f"$ {' '.join(cmd)}", flush=True)
+    proc = subprocess.run(cmd, cwd=CACHE, env=galaxy_checks.importer_env(tools), text=True, check=False,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    print(proc.stdout, end="", flush=True)
+    # The importer exits 0 with findings it logs as ERROR/WARNING (Galaxy would show them): those fail here.
+    findings = [line for line in proc.stdout.splitlines() if line.startswith(("ERROR", "WARNING"))]
+    # A module or role whose docs the importer could not read is imported without a description
+    # (and without docs on Galaxy), silently: check the result it wrote.
+    result_file = CACHE / "importer_result.json"
+    if proc.returncode == 0 and result_file.exists():
+        contents = json.loads(result_file.read_text()).get("contents", [])
+        findings += [f"{c['content_type']} {c['name']}: no description (docs unreadable)" for c in contents
+                     if c.get("content_type") in ("module", "role") and not c.get("description")]
+    ok = proc.returncode == 0 and "Importer processing completed successfully" in proc.stdout and not findings
+    report.record("sanity: galaxy-importer (offline config)", ok, time.monotonic() - start, "; ".join(findings[:3]))
+    start = time.monotonic()
+    docs_env = env_with(PATH=f"{tools}{os.pathsep}{os.environ.get('PATH', '')}",
+                        ANSIBLE_COLLECTIONS_PATH=f"{ROOT / 'collections'}{os.pathsep}{main_site_packages()}")
+    proc = subprocess.run([str(tools / "antsibull-docs"), "lint-collection-docs", "--plugin-docs", "."], text=True, check=False,
+                          cwd=ROOT / "collections" / "ansible_collections" / "aistack" / "hosting", env=docs_env)
+    report.record("sanity: antsibull-docs lint-collection-docs --plugin-docs", proc.returncode == 0, time.monotonic() - start)
 
 
 def stage_contracts(report: Report) -> None:
@@ -171,6 +310,8 @@ def molecule(action: str, scenario: str, log) -> subprocess.CompletedProcess:
         env = env_with(AISTACK_COLLECTIONS_PATH="/nonexistent")
     else:
         env = env_with(AISTACK_COLLECTIONS_PATH=str(INSTALLED_COLLECTIONS))
+    # testinfra's summary then names every skipped test and its reason (see verify_skips).
+    env["PYTEST_ADDOPTS"] = (env.get("PYTEST_ADDOPTS", "") + " -rs").strip()
     cmd = [str(VENV_BIN / "molecule"), action, "-s", scenario]
     print(f"  molecule {action} -s {scenario}", flush=True)
     log.write(f"$ {' '.join(cmd)}\n")
@@ -186,7 +327,7 @@ def check_mode_changes(output: str) -> dict[str, int]:
     return {host: int(changed) for host, changed, _, _ in RECAP.findall(ANSI.sub("", output))}
 
 
-def test_sequence(scenario: str) -> list[str]:
+def molecule_sequence(scenario: str) -> list[str]:
     """The scenario's molecule test_sequence, as molecule itself merges it: the base
     config (.config/molecule/config.yml), unless the scenario's molecule.yml sets one."""
     import yaml  # the venv's (ansible's dependency), like the rest of the molecule stage
@@ -196,13 +337,28 @@ def test_sequence(scenario: str) -> list[str]:
     return (own.get("scenario") or {}).get("test_sequence", sequence)
 
 
+def verify_skips(scenario: str, output: str) -> list[str]:
+    """Skipped testinfra tests of one verify that ALLOWED_VERIFY_SKIPS does not allow ("N x reason")."""
+    text = ANSI.sub("", output)
+    listed = SKIP_LINE.findall(text)
+    unexpected = [f"{count} x {where}: {reason}" for count, where, reason in listed
+                  if (scenario, reason.strip()) not in ALLOWED_VERIFY_SKIPS]
+    # A skip the summary counts but does not list (no -rs) cannot be checked against the list.
+    summaries = [line for line in text.splitlines() if line.startswith("=") and " in " in line]
+    counted = sum(int(n) for line in summaries for n in SKIP_COUNT.findall(line))
+    listed_count = sum(int(count) for count, _where, _reason in listed)
+    if counted > listed_count:
+        unexpected.append(f"{counted} skipped in the summary, only {listed_count} listed")
+    return unexpected
+
+
 def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
     """Molecule's test_sequence, step by step; `check` must also report 0 changed,
     and the closing `destroy` runs even after a failure."""
     start = time.monotonic()
     ok = True
     detail = ""
-    sequence = test_sequence(scenario)
+    sequence = molecule_sequence(scenario)
     closing = sequence[-1:] if sequence[-1:] == ["destroy"] else []
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"molecule-{scenario}.log"
@@ -218,6 +374,9 @@ def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
                     if not changes or any(changes.values()):
                         ok, detail = False, f"check mode re-run reported changes: {changes or 'no recap'}"
                         break
+                elif action == "verify" and verify_skips(scenario, proc.stdout):
+                    ok, detail = False, f"verify skipped tests: {'; '.join(verify_skips(scenario, proc.stdout))}"
+                    break
         finally:
             for action in closing:
                 molecule(action, scenario, log)
@@ -247,8 +406,8 @@ def stage_molecule(report: Report, scenarios: list[str], jobs: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stages", default="lint,unit,contracts,collection,molecule",
-                        help="comma-separated subset of lint,unit,contracts,collection,molecule (molecule implies collection)")
+    parser.add_argument("--stages", default="lint,unit,sanity,contracts,collection,molecule",
+                        help="comma-separated subset of lint,unit,sanity,contracts,collection,molecule (molecule implies collection)")
     parser.add_argument("--scenario", action="append", help="molecule scenario(s) to run (default: all)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("AISTACK_TEST_JOBS", "2")),
                         help="molecule scenarios run at a time (env AISTACK_TEST_JOBS, default 2)")
@@ -258,12 +417,15 @@ def main() -> int:
     global FROM_CHECKOUT
     FROM_CHECKOUT = args.from_checkout
     stages = args.stages.split(",")
+    ensure_checkout_link()
     report = Report()
     began = time.monotonic()
     if "lint" in stages:
         stage_lint(report)
     if "unit" in stages:
         stage_unit(report)
+    if "sanity" in stages:
+        stage_sanity(report)
     # The kit images against their official images' contracts: before molecule relies on them.
     if "contracts" in stages:
         stage_contracts(report)

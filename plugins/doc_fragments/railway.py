@@ -1,4 +1,7 @@
 # -*- coding: utf-8 -*-
+# Copyright: aistack.hosting contributors
+# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The connection options every railway_* module takes (module_utils.railway.COMMON_ARGS)."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Filters shared by the service roles: Traefik labels, htpasswd lines, compose env files, GPU reservations.
 
 Documented in traefik_labels.yml, htpasswd.yml, compose_env.yml and gpu_devices.yml beside this file.
@@ -19,7 +20,7 @@ ROUTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 def _to64(value: int, count: int) -> str:
     out = []
-    for _ in range(count):
+    for _index in range(count):
         out.append(APR1_ALPHABET[value & 0x3F])
         value >>= 6
     return "".join(out)

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Pure merge logic for /etc/docker/daemon.json (one owner, many contributors).
 
 The docker role owns daemon.json. Its content is:

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Small client for Railway's public GraphQL API, shared by the railway_* modules.
 
 - One POST per operation to the v2 endpoint with ``Authorization: Bearer``;
@@ -119,7 +120,7 @@ class RailwayClient:
         them to that connection, and select ``pageInfo { hasNextPage endCursor }``.
         """
         after = None
-        for _ in range(10000):  # a hard stop against a server that repeats its cursor
+        for _page in range(10000):  # a hard stop against a server that repeats its cursor
             data = self.call(query, {**variables, "first": self.page_size, "after": after})
             connection: Any = data
             for key in path:
@@ -136,7 +137,7 @@ class RailwayClient:
     def wait_deployment(self, deployment_id: str, timeout: int, interval: int) -> dict[str, Any]:
         """Poll a deployment until SUCCESS (returned) or a failed state / timeout (raised)."""
         status = "UNKNOWN"
-        for _ in range(max(1, timeout // max(1, interval)) + 1):
+        for _poll in range(max(1, timeout // max(1, interval)) + 1):
             deployment = self.call(DEPLOYMENT_QUERY, {"id": deployment_id}).get("deployment") or {}
             status = deployment.get("status") or "UNKNOWN"
             if status in DEPLOY_OK:

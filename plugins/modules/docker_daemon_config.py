@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Own /etc/docker/daemon.json: merge inputs, keep foreign keys, validate before landing."""
 
 from __future__ import annotations
@@ -49,8 +50,19 @@ options:
     description: Run C(dockerd --validate --config-file) on the candidate when dockerd supports it.
     type: bool
     default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Nothing is written; the merged file is validated and returned.
+  diff_mode:
+    support: full
+    details: The file before and after the merge.
+  platform:
+    platforms: posix
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""
@@ -84,6 +96,7 @@ import os
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_atomically
 
 from ansible_collections.aistack.hosting.plugins.module_utils.daemon_json import (
     desired_config,
@@ -128,17 +141,6 @@ def validate_with_dockerd(module: AnsibleModule, candidate: str) -> str:
         return "json"  # engines before 23.0 have no --validate
     module.fail_json(msg=f"dockerd rejected the merged daemon.json: {message}")
     return "dockerd"
-
-
-def write_atomically(path: str, content: str, mode: int) -> None:
-    """Write content next to path and rename it over, so dockerd never reads half a file."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".daemon.json.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)  # same directory: atomic, and keeps the mode set above
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Create a Hugging Face Space (docker SDK), set its secrets and variables, upload a folder: idempotently."""
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ options:
     description: Hugging Face token with write access to O(space).
     type: str
     required: true
-    no_log: true
   folder:
     description: Directory to upload (must hold a C(Dockerfile) and a C(README.md) with the Space card).
     type: path
@@ -54,8 +54,18 @@ options:
     description: Commit message of an upload.
     type: str
     default: Update from aistack.hosting
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Only reads the Space; reports what would be created, set or uploaded.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""
@@ -112,6 +122,7 @@ import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_json_atomically
 
 try:
     from huggingface_hub import HfApi
@@ -158,13 +169,7 @@ def load_state(path: str) -> dict:
 
 def save_state(path: str, state: dict) -> None:
     """Write the state atomically, mode 0600."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_json_atomically(path, state, 0o600)
 
 
 def push(api: Any, params: dict, state: dict, check_mode: bool) -> dict:

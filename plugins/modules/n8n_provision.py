@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Owner account, workflows and credentials of a running n8n, through its REST API."""
 
 from __future__ import annotations
@@ -43,8 +44,18 @@ options:
     description: Where the hashes of imported workflows and credentials are kept.
     type: path
     required: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Only GET calls (and the login when an owner exists); reports what would be imported or created.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""
@@ -81,13 +92,12 @@ credentials:
 
 import hashlib
 import json
-import os
-import tempfile
 import urllib.error
-import urllib.request
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_json_atomically
+from ansible_collections.aistack.hosting.plugins.module_utils.json_api import JsonApi
 
 # Fields of an exported workflow that the REST API accepts on create/update.
 WORKFLOW_FIELDS = ("id", "name", "nodes", "connections", "settings", "staticData", "pinData", "meta")
@@ -102,19 +112,17 @@ class N8nClient:
     """
 
     def __init__(self, url: str) -> None:
-        self.base = url.rstrip("/")
+        self.api = JsonApi(url, timeout=60)
         self.cookies: dict[str, str] = {}
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with self.api.open(method, path, body, headers) as response:
                 for header in response.headers.get_all("Set-Cookie") or []:
-                    name, _, rest = header.partition("=")
+                    name, _sep, rest = header.partition("=")
                     self.cookies[name.strip()] = rest.split(";", 1)[0]
                 payload = response.read()
         except urllib.error.HTTPError as exc:
@@ -137,12 +145,7 @@ def load_state(path: str) -> dict:
 
 
 def save_state(path: str, state: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".state-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_json_atomically(path, state, 0o600)
 
 
 def ensure_owner(client: N8nClient, owner: dict, check_mode: bool) -> bool:

@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Count and name a host's NVIDIA GPUs from the PCI bus and, when the driver works, nvidia-smi."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: nvidia_gpu_facts
 short_description: NVIDIA GPU facts from the PCI bus and nvidia-smi
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Finds NVIDIA GPUs on the PCI bus (C(/sys/bus/pci/devices/*) with vendor
     C(0x10de) and a display-controller class C(0x03xxxx)); the audio, USB and
@@ -34,11 +35,21 @@ options:
         (Debian's C(pci.ids) package); missing is fine.
     type: path
     default: /usr/share/misc/pci.ids
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Read-only (runs nvidia-smi and reads files).
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
 notes:
   - The GPU count comes from the PCI bus; model names come from nvidia-smi when it
     answers, else from the PCI ID database, else the PCI device ID.
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""
@@ -130,7 +141,7 @@ def pci_names(pci_ids: str) -> dict[str, str]:
                     in_nvidia = line.lower().startswith("10de ")
                     continue
                 if in_nvidia and line.startswith("\t") and not line.startswith("\t\t"):
-                    device_id, _, name = line.strip().partition(" ")
+                    device_id, _sep, name = line.strip().partition(" ")
                     names["0x" + device_id.lower()] = name.strip()
     except OSError:
         return {}

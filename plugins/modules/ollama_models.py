@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Ollama models present (and, opt-in, nothing else), through Ollama's HTTP API."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: ollama_models
 short_description: Pull the listed Ollama models when missing, optionally delete the others
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Asks a running Ollama server for its local models (C(GET /api/tags)) and pulls
     (C(POST /api/pull), streamed progress read to the end) only the listed models
@@ -44,8 +45,19 @@ options:
     description: Pass C(insecure) to the pull (registries without TLS).
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Only GET /api/tags is called; pulls and deletes are reported, not done.
+  diff_mode:
+    support: full
+    details: The model lists before and after.
+  platform:
+    platforms: posix
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 notes:
   - Supports check mode (only C(/api/tags) is read) and diff mode (the model lists before and after).
 """
@@ -86,10 +98,10 @@ models:
 import json
 import re
 import urllib.error
-import urllib.request
 from typing import Any, Iterable, Iterator
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aistack.hosting.plugins.module_utils.json_api import JsonApi
 
 DEFAULT_PREFIX = "registry.ollama.ai/library/"
 # name[:tag]: path components of lower/upper letters, digits, '.', '_', '-'
@@ -118,17 +130,13 @@ class OllamaClient:
     """The few calls of Ollama's REST API this module needs."""
 
     def __init__(self, url: str, timeout: int) -> None:
-        self.base = url.rstrip("/")
+        self.api = JsonApi(url, timeout)
+        self.base = self.api.base
         self.timeout = timeout
 
     def _open(self, method: str, path: str, body: Any = None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.base}{path}", data=data, method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
+            return self.api.open(method, path, body)
         except urllib.error.HTTPError as exc:
             raise OllamaError(f"{method} {path} -> HTTP {exc.code}: {error_text(exc.read())}") from exc
         except (urllib.error.URLError, OSError) as exc:

@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Secrets given by the operator or generated once, persisted on the target, reused forever."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ description:
   - For each requested secret, the value is the operator's (inventory or Vault)
     when given, else the one persisted under O(dir) from an earlier run, else a
     new random value generated here and persisted (mode 0600, root).
-  - Secrets marked O(secrets[].immutable) (encryption keys) are never rotated
+  - Secrets marked O(secrets.immutable) (encryption keys) are never rotated
     implicitly - an operator value that differs from the persisted one fails.
   - Values are returned for templating; callers must set C(no_log) on the task.
 options:
@@ -31,7 +32,6 @@ options:
       value:
         description: The operator's value; empty or omitted means persisted-or-generated.
         type: str
-        no_log: true
       length:
         description: Length of a generated value.
         type: int
@@ -45,8 +45,18 @@ options:
         description: Refuse to replace a persisted value with a different operator value.
         type: bool
         default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Nothing is written; values that would be generated are returned.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""
@@ -80,9 +90,9 @@ import os
 import re
 import secrets as random_source
 import string
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_atomically
 
 ALPHABETS = {
     "alnum": string.ascii_letters + string.digits,
@@ -95,7 +105,7 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 def generate(length: int, charset: str) -> str:
     """A new random value from the OS CSPRNG."""
     alphabet = ALPHABETS[charset]
-    return "".join(random_source.choice(alphabet) for _ in range(length))
+    return "".join(random_source.choice(alphabet) for _index in range(length))
 
 
 def read_secret(path: str) -> str | None:
@@ -108,11 +118,7 @@ def read_secret(path: str) -> str | None:
 
 def write_secret(path: str, value: str) -> None:
     """Write atomically with 0600 from the start: the value never sits world-readable."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)  # same directory: atomic, and keeps the 0600 mode
+    write_atomically(path, value + "\n", 0o600)
 
 
 def resolve(name: str, spec: dict, persisted: str | None) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Find or create a Railway project and one of its environments, by exact name."""
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ options:
     type: str
     default: production
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - aistack.hosting.railway
 attributes:
   check_mode:
@@ -47,10 +49,12 @@ attributes:
     details: Only queries are sent; mutations are reported as would-change.
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 notes:
   - HTTP 429 responses are retried after their C(Retry-After) delay, a bounded number of times.
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""

@@ -2,6 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Find or create a Railway service (image or template), its variables, volume and domain; deploy once."""
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ options:
     type: int
     default: 5
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - aistack.hosting.railway
 attributes:
   check_mode:
@@ -94,12 +96,14 @@ attributes:
   diff_mode:
     support: full
     details: Variable keys are shown; their values never are.
+  platform:
+    platforms: posix
 notes:
   - A volume at a different mount path than asked is reported as an error rather than moved
     (moving the mount of a database's data is not something to do implicitly).
   - HTTP 429 responses are retried after their C(Retry-After) delay, a bounded number of times.
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""
@@ -249,7 +253,7 @@ class Converger:
             **self.ids, "templateId": template["id"], "serializedConfig": config,
         }}, "templateDeployV2")
         self.wait_workflow(result.get("workflowId"))
-        for _ in range(self.attempts()):
+        for _attempt in range(self.attempts()):
             service = self.find_service()
             if service:
                 return service["id"]
@@ -259,7 +263,7 @@ class Converger:
     def wait_workflow(self, workflow_id: str | None) -> None:
         if not workflow_id:
             return
-        for _ in range(self.attempts()):
+        for _attempt in range(self.attempts()):
             status = self.client.call(WORKFLOW_STATUS_QUERY, {"workflowId": workflow_id}).get("workflowStatus") or {}
             if status.get("error") or status.get("status") == "Error":
                 raise RailwayError(f"template deploy failed: {status.get('error') or 'workflow Error'}")

@@ -285,14 +285,21 @@ IMAGES: dict[str, Image] = {image.name: image for image in (
                     build_args={"GRAFANA_VERSION": "12.2.0"},
                     description="aistack test kit: TEST DOUBLE of Grafana (Python stand-in for its HTTP API "
                                 "and file provisioning, no UI)"),
-    # On demand (`up --with n8n`): ~10 min cold build, ~2.6 GB.
+    # On demand (`up --with n8n`): ~10 min cold build, ~2.6 GB. Not pushed
+    # under an official name itself: n8n-official (its package manager
+    # removed, as in the official image) is n8nio/n8n.
     DockerfileImage("n8n", parent="base-trixie",
-                    official_refs=("n8nio/n8n:2.41.1",),
                     build_args={"N8N_VERSION": "2.41.1", "NODE_VERSION": "24.19.0",
                                 "NODE_WHEEL_SHA256":
                                 "4196a947bcc883f2003ab101762d729f3e99b5e86b75bd09151563403e2eceb8"},
                     needs_ca_certs=True, on_demand=True),
-    DockerfileImage("n8n-runners", parent="n8n",
+    DockerfileImage("n8n-official", parent="n8n",
+                    official_refs=("n8nio/n8n:2.41.1",),
+                    on_demand=True,
+                    description="aistack test kit: n8n from npm on Debian, package manager removed "
+                                "(as in the official Alpine image)"),
+    # The official runners image deletes apk-tools too: FROM the image without apt/dpkg.
+    DockerfileImage("n8n-runners", parent="n8n-official",
                     official_refs=("n8nio/runners:2.41.1",),
                     build_args={"N8N_VERSION": "2.41.1"},
                     on_demand=True),

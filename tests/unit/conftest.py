@@ -8,10 +8,29 @@ from typing import Callable
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "collections"))
+sys.path.insert(0, str(ROOT / "tests"))
+from checkout_link import ensure as ensure_checkout_link  # noqa: E402
+
+sys.path.insert(0, str(ensure_checkout_link()))
 
 from ansible.module_utils import basic  # noqa: E402
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
+
+try:
+    from ansible.module_utils.testing import patch_module_args  # ansible-core >= 2.19
+except ImportError:  # ansible-core 2.18: modules read their arguments from basic._ANSIBLE_ARGS
+    import contextlib
+    import json
+
+    from ansible.module_utils.common.text.converters import to_bytes
+
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        saved = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = saved
 
 
 @pytest.fixture()

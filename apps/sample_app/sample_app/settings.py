@@ -36,8 +36,9 @@ class Settings:
     task_always_eager: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        """Read the settings; unset values fall back to a local development setup."""
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read the settings (from ``env``, default the process environment); unset values fall back to a local development setup."""
+        env = os.environ if env is None else env
         broker = env.get("CELERY_BROKER_URL") or "redis://redis:6379/0"
         s3 = None
         s3_values = [env.get(name, "") for name in

@@ -51,7 +51,7 @@ def sigv4_headers(method: str, url: str, *, region: str, access_key_id: str, sec
     names = sorted(signed)
     query = "&".join(sorted(
         f"{quote(key, safe='-_.~')}={quote(value, safe='-_.~')}"
-        for key, _, value in (pair.partition("=") for pair in parts.query.split("&") if pair)))
+        for key, _sep, value in (pair.partition("=") for pair in parts.query.split("&") if pair)))
     canonical = "\n".join([
         method, parts.path or "/", query,
         "".join(f"{name}:{signed[name]}\n" for name in names), ";".join(names), payload_sha256,

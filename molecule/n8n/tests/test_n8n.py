@@ -1,11 +1,14 @@
-"""Verify n8n in queue mode: owner, imported workflow through Traefik, workers, runners, credentials.
+"""Verify n8n in queue mode: owner, imported workflows through Traefik, workers,
+the webhook processor, task runners and their allow-lists, credentials.
 
 Runs twice: after converge, and after side_effect (which scaled the workers
-2 -> 3 and recreated every n8n container).
+2 -> 3, edited a workflow file between two converges and recreated every n8n
+container).
 """
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -16,6 +19,10 @@ from testlib import pebble_root as fetch_pebble_root, phase, probe, secret  # no
 
 HOSTNAME = "n8n.aistack.test"
 LOGIN = json.dumps({"emailOrLdapLoginId": "owner@aistack.test", "password": "Molecule-Owner-Passw0rd"})
+RUNNER_JS = "/opt/runners/task-runner-javascript/dist/start.js"
+# What n8n's processes hold and a Code node must never see.
+N8N_SECRET_VARS = {"N8N_ENCRYPTION_KEY", "N8N_USER_MANAGEMENT_JWT_SECRET", "N8N_RUNNERS_AUTH_TOKEN",
+                   "DB_POSTGRESDB_PASSWORD", "QUEUE_BULL_REDIS_PASSWORD"}
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +30,11 @@ def pebble_root(host) -> str:
     return fetch_pebble_root(host)
 
 
-def webhook(host, cafile: str, n: int) -> dict:
+def webhook(host, cafile: str, n: int, path: str = "/webhook/aistack-e2e") -> dict:
     result = None
     for _ in range(20):  # the certificate or the webhook registration may still be settling
         try:
-            result = probe(host, HOSTNAME, 443, "/webhook/aistack-e2e", cafile, "--post", json.dumps({"n": n}))
+            result = probe(host, HOSTNAME, 443, path, cafile, "--post", json.dumps({"n": n}))
             if result["status"] == 200:
                 break
         except AssertionError:
@@ -35,6 +42,44 @@ def webhook(host, cafile: str, n: int) -> dict:
         host.run("sleep 3")
     assert result is not None and result["status"] == 200, result
     return json.loads(result["body"])
+
+
+def revision(host) -> int:
+    """side_effect edits the e2e workflow file (revision 1 -> 2) between two converges."""
+    return 2 if phase(host) == "after-side-effect" else 1
+
+
+def container_ip(host, name: str) -> str:
+    return host.check_output(
+        f"docker inspect --format '{{{{(index .NetworkSettings.Networks \"aistack\").IPAddress}}}}' {name}"
+    )
+
+
+def post_direct(host, ip: str, path: str, body: dict) -> tuple[int, str]:
+    """POST to one n8n process on the stack network, bypassing Traefik."""
+    script = (
+        "import json,sys,urllib.request,urllib.error\n"
+        f"req=urllib.request.Request('http://{ip}:5678{path}',data=json.dumps({body!r}).encode(),"
+        "method='POST',headers={'Content-Type':'application/json'})\n"
+        "try:\n r=urllib.request.urlopen(req,timeout=60); print(r.status); print(r.read().decode())\n"
+        "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode()[:500])\n"
+    )
+    out = host.check_output(f"python3 -c {shlex.quote(script)}")
+    status, _, text = out.partition("\n")
+    return int(status), text
+
+
+@pytest.fixture(scope="module")
+def runner_facts(host, pebble_root) -> dict:
+    """What the Code node of the runner-facts workflow saw of its own process."""
+    return webhook(host, pebble_root, 0, "/webhook/aistack-runner-facts")
+
+
+@pytest.fixture(scope="module")
+def host_secrets(host) -> dict:
+    """Every secret the roles persisted on this host (/etc/aistack/secrets)."""
+    names = host.check_output("ls /etc/aistack/secrets").split()
+    return {name: secret(host, name) for name in names}
 
 
 class TestN8n:
@@ -45,7 +90,29 @@ class TestN8n:
         assert "Pebble" in result["issuer"]
 
     def test_imported_workflow_answers_through_traefik(self, host, pebble_root):
-        assert webhook(host, pebble_root, 7) == {"square": 49, "backend": True}
+        assert webhook(host, pebble_root, 7) == {"square": 49, "backend": True, "revision": revision(host)}
+
+    def test_main_serves_no_production_webhook(self, host):
+        # N8N_DISABLE_PRODUCTION_MAIN_PROCESS: main has no /webhook/ endpoint,
+        # so the 200s through Traefik came from the webhook processor.
+        status, body = post_direct(host, container_ip(host, "aistack-n8n"), "/webhook/aistack-e2e", {"n": 2})
+        assert status == 404, (status, body)
+        assert "square" not in body
+
+    def test_webhook_processor_serves_production_webhooks(self, host):
+        status, body = post_direct(host, container_ip(host, "aistack-n8n-webhook-1"), "/webhook/aistack-e2e", {"n": 4})
+        assert status == 200, (status, body)
+        assert json.loads(body)["square"] == 16
+
+    def test_traefik_sends_webhooks_to_the_processor(self, host):
+        labels = json.loads(host.check_output("docker inspect --format '{{json .Config.Labels}}' aistack-n8n-webhook-1"))
+        rules = [value for key, value in labels.items() if key.endswith(".rule")]
+        # Every endpoint main disables with N8N_DISABLE_PRODUCTION_MAIN_PROCESS.
+        for path in ("/webhook/", "/webhook-waiting/", "/webhook-waiting-slack", "/webhook-waiting-telegram",
+                     "/form/", "/form-waiting/", "/mcp/"):
+            assert rules and all(f"PathPrefix(`{path}`)" in rule for rule in rules), (path, labels)
+        main = json.loads(host.check_output("docker inspect --format '{{json .Config.Labels}}' aistack-n8n"))
+        assert not any("/webhook/" in value for key, value in main.items() if key.endswith(".rule")), main
 
     def test_execution_ran_on_a_worker(self, host, pebble_root):
         webhook(host, pebble_root, 3)
@@ -55,12 +122,68 @@ class TestN8n:
         main_logs = host.check_output("docker logs aistack-n8n 2>&1")
         assert not re.search(r"Worker started execution", main_logs)
 
-    def test_code_node_ran_on_an_external_runner(self, host):
-        # N8N_RUNNERS_MODE=external has no in-process fallback: the Code node
-        # could only have run on a runner; its logs show the task too.
-        logs = host.check_output("for c in $(docker ps --format '{{.Names}}' | grep -E 'runner$'); "
-                                 "do docker logs $c 2>&1; done")
-        assert re.search(r"task", logs, re.I), logs[-2000:]
+    def test_code_node_ran_on_an_external_runner(self, host, runner_facts):
+        facts = runner_facts
+        # The runners image's user; n8n's own image runs as `node` (also uid 1000).
+        assert (facts["user"], facts["uid"], facts["gid"], facts["home"]) == ("runner", 1000, 1000, "/home/runner"), facts
+        assert facts["argv"][1] == RUNNER_JS, facts["argv"]
+        # The runner shares its worker's network namespace and so its host name:
+        # find that worker, then the code's pid inside the worker's runner container.
+        rows = host.check_output("docker ps --filter label=org.aistack.role=n8n "
+                                 "--format '{{.Names}}' | xargs docker inspect --format '{{.Name}} {{.Config.Hostname}}'")
+        owners = sorted(name.lstrip("/") for name, hostname in (row.split() for row in rows.splitlines())
+                        if hostname == facts["hostname"])
+        worker = next(name for name in owners if re.fullmatch(r"aistack-n8n-worker-\d+", name))
+        runner = f"{worker}-runner"
+        assert owners == [worker, runner], owners
+        network = host.check_output(f"docker inspect --format '{{{{.HostConfig.NetworkMode}}}}' {runner}")
+        worker_id = host.check_output(f"docker inspect --format '{{{{.Id}}}}' {worker}")
+        assert network == f"container:{worker_id}", network
+        cmdline = host.check_output(f"docker exec {runner} cat /proc/{facts['pid']}/cmdline").split("\0")
+        assert RUNNER_JS in cmdline, cmdline
+        status = host.check_output(f"docker exec {runner} cat /proc/{facts['pid']}/status")
+        assert re.search(r"^Uid:\s+1000\s", status, re.M), status
+        # The runner's parent is the launcher, not an n8n process.
+        parent = host.check_output(f"docker exec {runner} cat /proc/{facts['ppid']}/cmdline").split("\0")
+        assert any(arg.endswith("task-runner-launcher") for arg in parent), parent
+
+    def test_runner_env_holds_no_n8n_secret(self, host, runner_facts, host_secrets):
+        assert {"n8n_encryption_key", "n8n_runners_auth_token", "n8n_jwt_secret", "postgres_user_n8n",
+                "redis_password"} <= set(host_secrets), sorted(host_secrets)
+        env = runner_facts["env"]
+        assert not N8N_SECRET_VARS & set(env), sorted(env)
+        seen = json.dumps(runner_facts)
+        leaked = [name for name, value in host_secrets.items() if len(value) >= 8 and value in seen]
+        assert not leaked, f"secrets visible to Code nodes: {leaked}"
+        # Only what the launcher passes: the config's allowed-env and env-overrides
+        # plus the runtime variables it sets itself.
+        config = json.loads(host.file("/opt/aistack/n8n/n8n-task-runners.json").content_string)
+        js = next(r for r in config["task-runners"] if r["runner-type"] == "javascript")
+        allowed = set(js["allowed-env"]) | set(js["env-overrides"]) | {
+            "LANG", "PATH", "TZ", "TERM", "N8N_RUNNERS_TASK_BROKER_URI", "N8N_RUNNERS_GRANT_TOKEN",
+            "N8N_RUNNERS_HEALTH_CHECK_SERVER_ENABLED", "N8N_RUNNERS_HEALTH_CHECK_SERVER_PORT",
+            "N8N_RUNNERS_TASK_TIMEOUT", "N8N_RUNNERS_AUTO_SHUTDOWN_TIMEOUT"}
+        assert set(env) <= allowed, sorted(set(env) - allowed)
+
+    def test_javascript_allow_lists(self, host, runner_facts):
+        modules = runner_facts["modules"]
+        assert modules["crypto"] == "loaded" and modules["moment"] == "loaded", modules
+        for name in ("child_process", "fs", "lodash"):
+            assert modules[name] != "loaded" and re.search(rf"Cannot find module '{name}'|disallowed", modules[name]), modules
+        # lodash IS installed for the runner: the allow-list refused it, not its absence.
+        host.run_expect([0], "docker exec aistack-n8n-worker-1-runner node -e "
+                             "\"require.resolve('lodash', {paths: ['/opt/runners/task-runner-javascript/dist']})\"")
+
+    def test_python_allow_lists_rendered(self, host):
+        rendered = host.file("/opt/aistack/n8n/n8n-task-runners.json").content_string
+        mounted = host.check_output("docker exec aistack-n8n-worker-1-runner cat /etc/n8n-task-runners.json")
+        assert json.loads(mounted) == json.loads(rendered)
+        runners = {r["runner-type"]: r for r in json.loads(rendered)["task-runners"]}
+        assert runners["python"]["env-overrides"] == {"N8N_RUNNERS_STDLIB_ALLOW": "json,math,datetime",
+                                                      "N8N_RUNNERS_EXTERNAL_ALLOW": "*"}
+        overrides = runners["javascript"]["env-overrides"]
+        assert overrides["NODE_FUNCTION_ALLOW_BUILTIN"] == "crypto,os,process"
+        assert overrides["NODE_FUNCTION_ALLOW_EXTERNAL"] == "moment"
 
     def test_broker_port_is_not_on_the_network(self, host):
         ip = host.check_output(
@@ -72,7 +195,7 @@ class TestN8n:
     def test_all_processes_healthy_and_same_version(self, host):
         rows = host.check_output("docker ps --filter label=org.aistack.role=n8n --format '{{.Names}} {{.Image}} {{.Status}}'")
         lines = rows.splitlines()
-        assert len(lines) >= 6, rows  # main + 2 workers, each with its runner
+        assert len(lines) >= 7, rows  # main + 2 workers, each with its runner, + 1 webhook processor
         for line in lines:
             name, image, status = line.split(" ", 2)
             assert image.endswith(":2.41.1"), line
@@ -108,5 +231,6 @@ class TestAfterRecreate:
         creds = {c["name"]: c for c in json.loads(out)}
         assert creds["aistack-test-header-auth"]["data"]["value"] == "vault-secret-value-42"
 
-    def test_workflow_still_answers(self, host, pebble_root):
-        assert webhook(host, pebble_root, 12) == {"square": 144, "backend": True}
+    def test_edited_workflow_still_answers(self, host, pebble_root):
+        # side_effect checked the new revision right after the PATCH; it survives the recreate.
+        assert webhook(host, pebble_root, 12) == {"square": 144, "backend": True, "revision": 2}

@@ -16,6 +16,9 @@ from testlib import phase, probe, secret  # noqa: E402
 CONTAINER = "aistack-single-container"
 PORT = 7860
 PUBLIC_HOST = "agents.aistack.test"
+OWNER = "owner@aistack.test"
+N8N_IMAGE = "n8nio/n8n:2.41.1"
+BASE_IMAGE = "python:3.13-slim-trixie"
 
 
 def get(host, path: str, *extra: str) -> dict:
@@ -109,9 +112,87 @@ class TestOnePort:
         readme = host.file(f"{build}/README.md").content_string
         assert "sdk: docker" in readme and "app_port: 7860" in readme
         dockerfile = host.file(f"{build}/Dockerfile").content_string
-        assert "ARG N8N_IMAGE=n8nio/n8n:2.41.1" in dockerfile and "apk add" in dockerfile
+        # A Space builds with the Dockerfile's defaults: they are the role's settings.
+        assert f"ARG N8N_IMAGE={N8N_IMAGE}" in dockerfile
+        assert f"ARG SINGLE_CONTAINER_BASE={BASE_IMAGE}" in dockerfile
+        assert 'ARG AGENT_OS_PACKAGES="libsndfile1"' in dockerfile
         assert host.file(f"{build}/agent/agent.py").exists
         assert not host.file(f"{build}/agent/__pycache__").exists
+
+
+def image_layers(host, ref: str) -> list:
+    return json.loads(host.check_output(f"docker image inspect --format '{{{{json .RootFS.Layers}}}}' {ref}"))
+
+
+class TestBuiltWithoutAPackageManagerInN8n:
+    def test_the_n8n_image_has_no_package_manager(self, host):
+        # The kit's n8nio/n8n, like the official one (no apk since 2.1.0): the
+        # build cannot have installed anything into it.
+        cmd = host.run(f"docker run --rm --entrypoint sh {N8N_IMAGE} -c "
+                       "'command -v apt-get || command -v apt || command -v dpkg || command -v apk'")
+        assert cmd.rc != 0, f"{N8N_IMAGE} has a package manager: {cmd.stdout}"
+        assert host.run(f"docker run --rm --entrypoint n8n {N8N_IMAGE} --version").stdout.strip() == "2.41.1"
+
+    def test_image_is_the_n8n_image_plus_the_base_runtime(self, host):
+        image = host.check_output(f"docker inspect --format '{{{{.Config.Image}}}}' {CONTAINER}")
+        built = image_layers(host, image)
+        n8n = image_layers(host, N8N_IMAGE)
+        # n8n's layers are reused as they are (its ~300k files are never copied) ...
+        assert built[:len(n8n)] == n8n, "the image does not start from the n8n image's layers"
+        # ... and what the n8n image lacks came from the base's package manager.
+        lacking = "command -v supervisord || command -v nginx"
+        assert host.run(f"docker run --rm --entrypoint sh {N8N_IMAGE} -c '{lacking}'").rc != 0
+        for tool in ("supervisord", "nginx", "tini", "python3"):
+            assert host.run(f"docker exec {CONTAINER} sh -c 'command -v {tool}'").rc == 0, tool
+        base_python = host.check_output(f"docker run --rm {BASE_IMAGE} python3 --version")
+        assert host.check_output(f"docker exec {CONTAINER} python3 --version") == base_python
+
+    def test_node_and_n8n_are_the_n8n_images(self, host):
+        version = host.check_output(f"docker exec {CONTAINER} n8n --version")
+        assert version == "2.41.1"
+        same = host.run(
+            f"docker exec {CONTAINER} sha256sum /usr/local/bin/node | cut -d' ' -f1 > /opt/node.in-container && "
+            f"docker run --rm --entrypoint sha256sum {N8N_IMAGE} /usr/local/bin/node | cut -d' ' -f1 | "
+            "cmp - /opt/node.in-container")
+        assert same.rc == 0, same.stdout + same.stderr
+
+    def test_agent_os_packages_are_installed(self, host):
+        find = "import ctypes.util; print(ctypes.util.find_library('sndfile'))"
+        assert host.check_output(f"docker exec {CONTAINER} python3 -c \"{find}\"") == "libsndfile.so.1"
+        # ... by the option, not by the base image.
+        assert host.check_output(f"docker run --rm {BASE_IMAGE} python3 -c \"{find}\"") == "None"
+
+
+class TestOwnerBeforeThePublicPort:
+    def test_owner_exists(self, host):
+        result = get(host, "/rest/settings")
+        assert result["status"] == 200, result
+        settings = json.loads(result["body"])["data"]
+        assert settings["userManagement"]["showSetupOnFirstLoad"] is False
+
+    def test_owner_logs_in_with_the_generated_password(self, host):
+        password = secret(host, "single_container_owner_password")
+        login = get(host, "/rest/login", "--post", json.dumps({"emailOrLdapLoginId": OWNER, "password": password}))
+        assert login["status"] == 200, login
+        user = json.loads(login["body"])["data"]
+        role = user.get("role")
+        assert user["email"] == OWNER and (role.get("slug") if isinstance(role, dict) else role) == "global:owner", user
+
+    def test_owner_setup_is_refused_through_the_port(self, host):
+        intruder = {"email": "intruder@example.com", "password": "Intruder1234", "firstName": "I", "lastName": "X"}
+        result = get(host, "/rest/owner/setup", "--post", json.dumps(intruder))
+        assert result["status"] == 403, result
+        login = get(host, "/rest/login", "--post", json.dumps({"emailOrLdapLoginId": intruder["email"],
+                                                               "password": intruder["password"]}))
+        assert login["status"] == 401, login
+
+    def test_proxy_opened_only_after_the_owner_existed(self, host):
+        logs = host.check_output(f"docker logs {CONTAINER} 2>&1")
+        created = logs.find(f"aistack-boot: owner account {OWNER} created")
+        opened = logs.find("aistack-boot: opening the public port")
+        assert 0 <= created < opened, logs[-3000:]
+        # Before that, nothing answered on the public port (no request was logged by nginx).
+        assert '" 200 ' not in logs[:opened] and '" 502 ' not in logs[:opened]
 
 
 class TestAfterKill:
