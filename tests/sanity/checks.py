@@ -81,9 +81,11 @@ def unpack(artifact: Path, core: str, base: Path) -> Path:
     tree.mkdir(parents=True)
     with tarfile.open(artifact) as tar:
         tar.extractall(tree, filter="data")
-    # The build's manifest files are not collection content (ansible-test would lint them as such).
+    # A source tree as ansible-test expects it: galaxy.yml (the collection version, for the
+    # version checks of pylint and validate-modules) instead of the build's manifest files.
     for name in ("MANIFEST.json", "FILES.json"):
         (tree / name).unlink(missing_ok=True)
+    shutil.copyfile(ROOT / "galaxy.yml", tree / "galaxy.yml")
     (tree / "tests" / "sanity").mkdir(parents=True)
     shutil.copyfile(HERE / f"ignore-{core}.txt", tree / "tests" / "sanity" / f"ignore-{core}.txt")
     return tree

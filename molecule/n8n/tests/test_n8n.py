@@ -134,7 +134,7 @@ class TestN8n:
         owners = sorted(name.lstrip("/") for name, hostname in (row.split() for row in rows.splitlines())
                         if hostname == facts["hostname"])
         worker = next(name for name in owners if re.fullmatch(r"aistack-n8n-worker-\d+", name))
-        runner = f"{worker}-runner"
+        runner = worker.replace("aistack-n8n-", "aistack-") + "-runner"  # aistack-worker-N-runner
         assert owners == [worker, runner], owners
         network = host.check_output(f"docker inspect --format '{{{{.HostConfig.NetworkMode}}}}' {runner}")
         worker_id = host.check_output(f"docker inspect --format '{{{{.Id}}}}' {worker}")
@@ -171,12 +171,12 @@ class TestN8n:
         for name in ("child_process", "fs", "lodash"):
             assert modules[name] != "loaded" and re.search(rf"Cannot find module '{name}'|disallowed", modules[name]), modules
         # lodash IS installed for the runner: the allow-list refused it, not its absence.
-        host.run_expect([0], "docker exec aistack-n8n-worker-1-runner node -e "
-                             "\"require.resolve('lodash', {paths: ['/opt/runners/task-runner-javascript/dist']})\"")
+        host.run_expect([0], "docker exec aistack-worker-1-runner node -e \"require.resolve('lodash', "
+                             "{paths: [require('fs').realpathSync('/opt/runners/task-runner-javascript/dist')]})\"")
 
     def test_python_allow_lists_rendered(self, host):
         rendered = host.file("/opt/aistack/n8n/n8n-task-runners.json").content_string
-        mounted = host.check_output("docker exec aistack-n8n-worker-1-runner cat /etc/n8n-task-runners.json")
+        mounted = host.check_output("docker exec aistack-worker-1-runner cat /etc/n8n-task-runners.json")
         assert json.loads(mounted) == json.loads(rendered)
         runners = {r["runner-type"]: r for r in json.loads(rendered)["task-runners"]}
         assert runners["python"]["env-overrides"] == {"N8N_RUNNERS_STDLIB_ALLOW": "json,math,datetime",
