@@ -1,7 +1,8 @@
 """Verify Postgres, Redis and Traefik (with real ACME from Pebble) on a real host.
 
-Runs twice: after converge, and after side_effect (which changed a Redis
-setting and did a backup/restore round trip).
+Runs twice: after converge, and after side_effect (which drifted the host by
+hand, checked that --check reports it and a real run repairs it, changed a
+Redis setting, did a backup/restore round trip and killed Redis with SIGKILL).
 """
 
 import sys
@@ -113,6 +114,19 @@ class TestRedis:
                 break
             host.run("sleep 1")
         assert value == "kept"
+
+    def test_appendonly_is_live(self, host):
+        out = host.check_output("docker exec aistack-redis redis-cli config get appendonly").split()
+        assert out == ["appendonly", "yes"], out
+
+    def test_key_written_after_last_rdb_save_survives_sigkill(self, host):
+        """side_effect wrote the key after the last RDB save, killed Redis with SIGKILL (no
+        shutdown save) and converged it back: only the append-only file can have kept it."""
+        value = host.check_output("docker exec aistack-redis redis-cli get aistack:after-last-save")
+        if phase(host) == "after-side-effect":
+            assert value == "survived-sigkill"
+        else:
+            assert value == "", "the key must not exist before side_effect writes it"
 
     def test_maxmemory_follows_the_inventory(self, host):
         expected = str(128 * 1024 * 1024) if phase(host) == "after-side-effect" else str(256 * 1024 * 1024)
