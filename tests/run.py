@@ -34,6 +34,8 @@ SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "single
 # Start order when they run in parallel: longest first, so the lanes end together.
 SCENARIO_ORDER = ["gpu_host", "single_container", "n8n", "split_railway", "data_edge", "nvidia_toolkit", "docker"]
 LOGS = ROOT / ".cache" / "logs"
+# The one molecule test sequence (and the settings every scenario shares).
+MOLECULE_BASE = ROOT / ".config" / "molecule" / "config.yml"
 # Paths that must never ship in the Galaxy artifact.
 NOT_IN_ARTIFACT = ("molecule/", "tests/", ".ci/", "collections/", ".venv/", ".cache/")
 RECAP = re.compile(r"([\w.-]+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
@@ -325,6 +327,16 @@ def check_mode_changes(output: str) -> dict[str, int]:
     return {host: int(changed) for host, changed, _, _ in RECAP.findall(ANSI.sub("", output))}
 
 
+def molecule_sequence(scenario: str) -> list[str]:
+    """The scenario's molecule test_sequence, as molecule itself merges it: the base
+    config (.config/molecule/config.yml), unless the scenario's molecule.yml sets one."""
+    import yaml  # the venv's (ansible's dependency), like the rest of the molecule stage
+
+    sequence = yaml.safe_load(MOLECULE_BASE.read_text())["scenario"]["test_sequence"]
+    own = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text()) or {}
+    return (own.get("scenario") or {}).get("test_sequence", sequence)
+
+
 def verify_skips(scenario: str, output: str) -> list[str]:
     """Skipped testinfra tests of one verify that ALLOWED_VERIFY_SKIPS does not allow ("N x reason")."""
     text = ANSI.sub("", output)
@@ -341,33 +353,33 @@ def verify_skips(scenario: str, output: str) -> list[str]:
 
 
 def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
-    """converge, idempotence, check mode (0 changed), verify, side effect, verify, destroy."""
+    """Molecule's test_sequence, step by step; `check` must also report 0 changed,
+    and the closing `destroy` runs even after a failure."""
     start = time.monotonic()
     ok = True
     detail = ""
+    sequence = molecule_sequence(scenario)
+    closing = sequence[-1:] if sequence[-1:] == ["destroy"] else []
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"molecule-{scenario}.log"
     with log_path.open("w") as log:
         try:
-            for action in ("destroy", "create", "prepare", "converge", "idempotence"):
-                if molecule(action, scenario, log).returncode != 0:
-                    ok, detail = False, f"{action} failed"
-                    break
-            if ok:
-                proc = molecule("check", scenario, log)
-                changes = check_mode_changes(proc.stdout)
-                if proc.returncode != 0 or not changes or any(changes.values()):
-                    ok, detail = False, f"check mode re-run reported changes: {changes or 'no recap'}"
-            for action in ("verify", "side_effect", "verify"):
-                if not ok:
-                    break
+            for action in sequence[:len(sequence) - len(closing)]:
                 proc = molecule(action.replace("_", "-"), scenario, log)
                 if proc.returncode != 0:
                     ok, detail = False, f"{action} failed"
+                    break
+                if action == "check":
+                    changes = check_mode_changes(proc.stdout)
+                    if not changes or any(changes.values()):
+                        ok, detail = False, f"check mode re-run reported changes: {changes or 'no recap'}"
+                        break
                 elif action == "verify" and verify_skips(scenario, proc.stdout):
                     ok, detail = False, f"verify skipped tests: {'; '.join(verify_skips(scenario, proc.stdout))}"
+                    break
         finally:
-            molecule("destroy", scenario, log)
+            for action in closing:
+                molecule(action, scenario, log)
     return scenario, ok, time.monotonic() - start, detail, log_path
 
 

@@ -256,6 +256,7 @@ class Site:
 
 SITE_PATTERNS = (
     re.compile(r"^\s*test:"),                       # compose healthchecks
+    re.compile(r"\bcompose\.(wget_)?healthcheck\("),  # compose healthchecks through roles/common's building blocks
     re.compile(r"docker_container_exec:"),          # community.docker exec
     re.compile(r"docker exec\b"),                   # CLI exec (tasks, scripts, tests)
     re.compile(r"--entrypoint\b"),                  # one-shot runs of a service image's tool
@@ -264,12 +265,15 @@ SITE_PATTERNS = (
 )
 SITE_FILES = ("roles/*/templates/*.j2", "roles/*/tasks/*.yml", "roles/*/vars/*.yml",
               "molecule/*/*.yml", "molecule/*/tests/*.py", "molecule/shared/*")
+BUILDING_BLOCKS = Path("roles/common/templates/compose_lib.j2")
 WINDOW = 12  # at most this many lines belong to one site (argv lists, block-style test lists)
 
 
 def find_sites() -> list[Site]:
     sites = []
     files = sorted({path for pattern in SITE_FILES for path in ROOT.glob(pattern) if path.is_file()})
+    # The compose building blocks only shape a health check; the roles calling them are the sites.
+    files = [path for path in files if path.relative_to(ROOT) != BUILDING_BLOCKS]
     for path in files:
         lines = path.read_text().splitlines()
         for index, line in enumerate(lines):

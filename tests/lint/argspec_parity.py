@@ -12,6 +12,9 @@ from pathlib import Path
 
 import yaml
 
+# The common role owns the stack contract: its variables are aistack_*.
+PREFIXES = {"common": "aistack_"}
+
 
 def parity_errors(role: Path) -> list[str]:
     """Differences between a role's defaults keys and its main entry point options."""
@@ -28,8 +31,9 @@ def parity_errors(role: Path) -> list[str]:
     errors = [f"{role.name}: {key} is in defaults/main.yml but not in argument_specs" for key in sorted(defaults - set(options))]
     errors += [f"{role.name}: {key} is in argument_specs but not in defaults/main.yml" for key in sorted(set(options) - defaults)]
     for key in sorted(defaults & set(options)):
-        if not key.startswith(role.name + "_"):
-            errors.append(f"{role.name}: {key} lacks the role prefix '{role.name}_'")
+        prefix = PREFIXES.get(role.name, role.name + "_")
+        if not key.startswith(prefix):
+            errors.append(f"{role.name}: {key} lacks the role prefix '{prefix}'")
         spec_default = (options[key] or {}).get("default")
         if spec_default is not None and spec_default != defaults_values[key]:
             errors.append(f"{role.name}: {key} defaults to {defaults_values[key]!r} but argument_specs says {spec_default!r}")

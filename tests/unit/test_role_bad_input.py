@@ -56,9 +56,11 @@ CASES = {
     "n8n: negative workers": ("n8n", {"n8n_workers": -1}, r"n8n_workers \(-1\).*must be >= 0"),
     "n8n: webhook processors in regular mode": ("n8n", {"n8n_mode": "regular", "n8n_webhook_processors": 2}, r"webhook processors need n8n_mode: queue"),
     "n8n: queue mode without redis": ("n8n", {}, r"n8n_mode is 'queue' but Redis is neither part of this play"),
-    "n8n: database not declared": ("n8n", {"redis_enabled": True}, r"n8n needs its database in postgres_databases"),
+    "n8n: no postgres for its database": (
+        "n8n", {"redis_enabled": True}, r"n8n's database n8n \(owner n8n\) is created by aistack.hosting.postgres.*add the postgres role before n8n",
+    ),
     "n8n: owner password missing": (
-        "n8n", {"redis_enabled": True, "postgres_databases": [{"name": "n8n", "owner": "n8n"}],
+        "n8n", {"redis_enabled": True, "postgres_enabled": True,
                 "n8n_hostname": "n8n.example.com", "n8n_owner_email": "ops@example.com"},
         r"n8n_owner_password",
     ),
@@ -88,9 +90,11 @@ CASES = {
         r"type.*(one of|email)",
     ),
     "monitoring: grafana setting not GF_": ("monitoring", {"monitoring_grafana_env_extra": {"SMTP_HOST": "smtp"}}, r"monitoring_grafana_env_extra keys must be.*SMTP_HOST"),
-    "fastapi_celery: database not declared": ("fastapi_celery", {}, r"needs its database in postgres_databases: add\s+\{name: app, owner: app\}"),
+    "fastapi_celery: no postgres for its database": (
+        "fastapi_celery", {}, r"The app's database app \(owner app\) is created by\s+aistack.hosting.postgres.*before fastapi_celery",
+    ),
     "fastapi_celery: no redis": (
-        "fastapi_celery", {"postgres_databases": [{"name": "app", "owner": "app"}]},
+        "fastapi_celery", {"postgres_enabled": True},
         r"Celery broker is Redis.*add the redis role\s+before fastapi_celery",
     ),
     "fastapi_celery: two build sources": (

@@ -15,6 +15,11 @@ import urllib.request
 
 import pytest
 
+# The scenario's non-default stack contract (molecule.yml: aistack_network, ...).
+NETWORK = "aistack-split"
+BASE_DIR = "/srv/aistack-split"
+SECRETS_DIR = "/etc/aistack-split/secrets"
+SERVICES = ["postgres", "redis", "fastapi_celery"]
 FAKE = "http://127.0.0.1:18787"
 TOKEN = "molecule"
 PROJECT = "aistack-molecule"
@@ -143,7 +148,26 @@ class TestHostSide:
 
     def test_app_health(self, host):
         ip = host.check_output(
-            "docker inspect --format '{{(index .NetworkSettings.Networks \"aistack\").IPAddress}}' aistack-fastapi-web")
+            f"docker inspect --format '{{{{(index .NetworkSettings.Networks \"{NETWORK}\").IPAddress}}}}' aistack-fastapi-web")
         script = f"import urllib.request; print(urllib.request.urlopen('http://{ip}:8000/api/health', timeout=10).read().decode())"
         body = json.loads(host.check_output(f'python3 -c "{script}"'))
         assert body["status"] == "ok", body
+
+    def test_everything_is_on_the_contract_network(self, host):
+        """Every container joined aistack_network; no role created or used the default one."""
+        networks = host.check_output("docker network ls --format '{{.Name}}'").split()
+        assert NETWORK in networks and "aistack" not in networks, networks
+        for name in host.check_output("docker ps --format '{{.Names}}'").split():
+            joined = json.loads(host.check_output(f"docker inspect --format '{{{{json .NetworkSettings.Networks}}}}' {name}"))
+            assert list(joined) == [NETWORK], (name, list(joined))
+
+    def test_projects_and_secrets_are_in_the_contract_directories(self, host):
+        """Compose projects live under aistack_base_dir, secrets under aistack_secrets_dir; nothing at the defaults."""
+        for service in SERVICES:
+            assert host.file(f"{BASE_DIR}/{service}/compose.yml").is_file, service
+        assert not host.file("/opt/aistack").exists
+        for name in ("postgres_superuser_password", "postgres_user_app", "redis_password"):
+            secret = host.file(f"{SECRETS_DIR}/{name}")
+            assert secret.is_file and secret.mode == 0o600, name
+        assert not host.file("/etc/aistack/secrets").exists
+
