@@ -122,6 +122,27 @@ CASES = {
     "single_container: public URL without scheme": (
         "single_container", {"single_container_public_url": "agents.example.com"}, r"single_container_public_url=agents.example.com is not an http\(s\) URL",
     ),
+    # The owner account and the runtime base (single_container_owner_email is checked last).
+    "single_container: owner email missing": ("single_container", {}, r"single_container_owner_email must be the e-mail of n8n's owner account"),
+    "single_container: owner email not an address": (
+        "single_container", {"single_container_owner_email": "owner"}, r"single_container_owner_email must be",
+    ),
+    "single_container: owner password n8n would refuse": (
+        "single_container", {"single_container_owner_email": "owner@example.com", "single_container_owner_password": "alllowercase1"},
+        r"single_container_owner_password \(Vault\) must be empty \(generated once\) or 8-64 characters",
+    ),
+    "single_container: base image without a tag": (
+        "single_container", {"single_container_owner_email": "owner@example.com", "single_container_base_image": "python"},
+        r"single_container_base_image \(python\) must carry a pinned tag",
+    ),
+    "single_container: base image latest": (
+        "single_container", {"single_container_owner_email": "owner@example.com", "single_container_base_image": "python:latest"},
+        r"single_container_base_image \(python:latest\) must carry",
+    ),
+    "single_container: agent OS packages not a list": (
+        "single_container", {"single_container_owner_email": "owner@example.com", "single_container_agent_os_packages": {"ffmpeg": 1}},
+        r"single_container_agent_os_packages.*list",
+    ),
     "single_container: credential without id": (
         "single_container", {"single_container_credentials": [{"name": "api", "type": "httpHeaderAuth", "data": {}}]},
         r"single_container_credentials needs entries like",
