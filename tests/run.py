@@ -46,20 +46,23 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 class Report:
     """Collects one result per check and prints the closing line."""
 
-    results: list[tuple[str, bool, float]] = field(default_factory=list)
+    results: list[tuple[str, bool, float, str]] = field(default_factory=list)
 
     def record(self, name: str, ok: bool, seconds: float, detail: str = "") -> bool:
-        self.results.append((name, ok, seconds))
+        self.results.append((name, ok, seconds, detail))
         status = "PASS" if ok else "FAIL"
         print(f"[{status}] {name} ({seconds:.0f}s){' - ' + detail if detail else ''}", flush=True)
         return ok
 
     def summary(self) -> int:
-        passed = sum(1 for _, ok, _ in self.results if ok)
+        passed = sum(1 for _, ok, _, _ in self.results if ok)
         failed = len(self.results) - passed
         print()
-        for name, ok, seconds in self.results:
+        for name, ok, seconds, detail in self.results:
             print(f"  {'ok  ' if ok else 'FAIL'} {name:<48} {seconds:7.0f}s")
+            # The cause right under the line: CI often shows only the end of the output.
+            if not ok and detail:
+                print(f"       {detail[:600]}")
         print(f"{passed} passed, {failed} failed")
         return 0 if failed == 0 and passed > 0 else 1
 
@@ -352,6 +355,36 @@ def verify_skips(scenario: str, output: str) -> list[str]:
     return unexpected
 
 
+FIRST_ERROR = re.compile(r"^(?:fatal|failed): \[.*|^\[ERROR\]: .*|^CRITICAL .*|^ERROR .*", re.MULTILINE)
+
+
+def first_error(output: str) -> str:
+    """The first failed task / error line of a molecule action, for the report."""
+    found = FIRST_ERROR.search(ANSI.sub("", output))
+    return found.group(0).strip() if found else ""
+
+
+def platform_names(scenario: str) -> list[str]:
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text()) or {}
+    return [platform["name"] for platform in spec.get("platforms", [])]
+
+
+def remove_stale_hosts(scenarios: list[str]) -> None:
+    """Remove test hosts a previous, interrupted run left behind (same names), with
+    their anonymous volumes. A host's /var/lib/docker volume holds gigabytes of
+    images: removing it can outlast the Docker API's 60 s read timeout that
+    molecule's destroy playbook uses, so the CLI (no client timeout) does it first."""
+    names = [name for scenario in scenarios for name in platform_names(scenario)]
+    present = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], text=True,
+                             stdout=subprocess.PIPE, check=False).stdout.split()
+    stale = [name for name in names if name in present]
+    if stale:
+        print(f"molecule: force-removing leftover test hosts: {', '.join(stale)}", flush=True)
+        subprocess.run(["docker", "rm", "--force", "--volumes", *stale], check=False)
+
+
 def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
     """Molecule's test_sequence, step by step; `check` must also report 0 changed,
     and the closing `destroy` runs even after a failure."""
@@ -367,7 +400,7 @@ def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
             for action in sequence[:len(sequence) - len(closing)]:
                 proc = molecule(action.replace("_", "-"), scenario, log)
                 if proc.returncode != 0:
-                    ok, detail = False, f"{action} failed"
+                    ok, detail = False, f"{action} failed: {first_error(proc.stdout) or 'see the log above'}"
                     break
                 if action == "check":
                     changes = check_mode_changes(proc.stdout)
@@ -379,7 +412,9 @@ def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
                     break
         finally:
             for action in closing:
-                molecule(action, scenario, log)
+                if molecule(action, scenario, log).returncode != 0:
+                    # Never leave a host behind for the next run (or the next scenario's disk).
+                    remove_stale_hosts([scenario])
     return scenario, ok, time.monotonic() - start, detail, log_path
 
 
@@ -391,6 +426,7 @@ def stage_molecule(report: Report, scenarios: list[str], jobs: int) -> None:
     has its own host, molecule state and log under .cache/logs.
     """
     ordered = sorted(scenarios, key=lambda name: SCENARIO_ORDER.index(name) if name in SCENARIO_ORDER else -1)
+    remove_stale_hosts(ordered)
     print(f"molecule: {len(ordered)} scenario(s), {jobs} at a time: {', '.join(ordered)}", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for future in as_completed([pool.submit(run_scenario, name) for name in ordered]):
