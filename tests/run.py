@@ -109,18 +109,28 @@ def stage_lint(report: Report) -> None:
         rel = book.relative_to(ROOT)
         check(report, f"lint: syntax-check {rel}",
               [str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", "inventories/prod", str(rel)])
-    # The previous ansible-core line parses every playbook and role too (meta/runtime.yml claims >=2.18);
-    # the dependency collections come from the main venv's ansible package.
-    start = time.monotonic()
-    try:
-        bin_218 = galaxy_checks.venv("2.18", "requirements-2.18.txt")
-    except subprocess.CalledProcessError as exc:
-        report.record("lint: syntax-check all playbooks (ansible-core 2.18)", False, time.monotonic() - start, f"venv: {exc}")
+    # The previous ansible-core line lints and parses every playbook and role too (meta/runtime.yml
+    # claims >=2.18); the dependency collections come from the main venv's ansible package.
+    bin_218 = venv_218(report, "lint (ansible-core 2.18)")
+    if bin_218 is None:
         return
     env = env_with(ANSIBLE_COLLECTIONS_PATH=f"{ensure_checkout_link()}{os.pathsep}{main_site_packages()}")
+    env["PATH"] = f"{bin_218}{os.pathsep}{env['PATH']}"
+    check(report, "lint: ansible-lint (production profile, ansible-core 2.18)",
+          [str(bin_218 / "ansible-lint"), "--profile", "production"], env=env)
     check(report, "lint: syntax-check all playbooks (ansible-core 2.18)",
           [str(bin_218 / "ansible-playbook"), "--syntax-check", "-i", "inventories/prod",
            *[str(book.relative_to(ROOT)) for book in playbooks()]], env=env)
+
+
+def venv_218(report: Report, what: str) -> Path | None:
+    """.cache/venv-2.18's bin dir (built on first use); a failed build is recorded as `what` failing."""
+    start = time.monotonic()
+    try:
+        return galaxy_checks.venv("2.18", "requirements-2.18.txt")
+    except subprocess.CalledProcessError as exc:
+        report.record(what, False, time.monotonic() - start, f"venv: {exc}")
+        return None
 
 
 # A skipped test is a test that did not run: it fails its check unless it is
@@ -176,11 +186,8 @@ def stage_unit(report: Report) -> None:
     ensure_checkout_link()
     pytest_check(report, "unit: pytest tests/unit (ansible-core 2.19)", Path(sys.executable), ["tests/unit"],
                  CACHE / "junit-unit.xml")
-    start = time.monotonic()
-    try:
-        bin_218 = galaxy_checks.venv("2.18", "requirements-2.18.txt")
-    except subprocess.CalledProcessError as exc:
-        report.record("unit: plugin tests (ansible-core 2.18)", False, time.monotonic() - start, f"venv: {exc}")
+    bin_218 = venv_218(report, "unit: plugin tests (ansible-core 2.18)")
+    if bin_218 is None:
         return
     pytest_check(report, "unit: plugin tests (ansible-core 2.18)", bin_218 / "python", plugin_unit_tests(),
                  CACHE / "junit-unit-2.18.xml")

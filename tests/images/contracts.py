@@ -117,6 +117,11 @@ def probe_script(runtime: dict[str, Any]) -> str:
             f'elif [ -e "$p" ]; then t=other; else t=missing; fi; '
             f'x=no; [ -x "$p" ] && x=yes; o=$(stat -c %u:%g "$p" 2>/dev/null); '
             f'printf "path\\t%s\\t%s\\t%s\\t%s\\n" "$p" "$t" "$x" "$o"')
+    # Options the roles pass: each must appear in the command's own help output.
+    for command, options in (runtime.get("options") or {}).items():
+        for option in options:
+            lines.append(f'o=$({command} 2>&1); r=no; case "$o" in *{q(option)}*) r=yes;; esac; '
+                         f'printf "option\\t%s\\t%s\\t%s\\n" {q(command)} {q(option)} "$r"')
     return "\n".join(lines) + "\n"
 
 
@@ -125,7 +130,7 @@ def run_probe(ref: str, runtime: dict[str, Any]) -> tuple[dict[str, Any], str]:
     proc = subprocess.run(
         ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", ref, "-c", probe_script(runtime)],
         capture_output=True, text=True, timeout=PROBE_TIMEOUT)
-    found: dict[str, Any] = {"users": {}, "cmd": {}, "path": {}}
+    found: dict[str, Any] = {"users": {}, "cmd": {}, "path": {}, "option": {}}
     for line in proc.stdout.splitlines():
         parts = line.split("\t")
         if parts[0] in ("id", "libc"):
@@ -134,6 +139,8 @@ def run_probe(ref: str, runtime: dict[str, Any]) -> tuple[dict[str, Any], str]:
             found["users"][parts[1]] = parts[2] if parts[2] != ":" else "missing"
         elif parts[0] == "cmd":
             found["cmd"][parts[1]] = parts[2]
+        elif parts[0] == "option":
+            found["option"][(parts[1], parts[2])] = parts[3] == "yes"
         elif parts[0] == "path":
             found["path"][parts[1]] = {"type": parts[2], "exec": parts[3] == "yes", "owner": parts[4]}
     error = "" if proc.returncode == 0 else f"probe exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
@@ -187,6 +194,10 @@ def image_facts(contract: dict[str, Any], config: dict[str, Any], found: dict[st
         else:
             got = "present" if present else "absent"
         facts.append(("runtime.package_manager", rt["package_manager"], got))
+    for command, options in (rt.get("options") or {}).items():
+        for option in options:
+            facts.append((f"runtime.options.{command}: {option}", "in its help",
+                          "in its help" if found["option"].get((command, option)) else "not in its help"))
     for path, want in (rt.get("paths") or {}).items():
         want = {"type": want} if isinstance(want, str) else dict(want)
         got = found["path"].get(path, {"type": "missing", "exec": False, "owner": ""})

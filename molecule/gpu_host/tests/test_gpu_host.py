@@ -8,6 +8,7 @@ APIs from inside their own containers.
 """
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -128,6 +129,15 @@ class TestSampleApp:
         logs = host.check_output("docker logs aistack-fastapi-worker-render 2>&1")
         assert task_id in logs, logs[-2000:]
 
+    def test_seed_002_defaults_reach_the_processes(self, host):
+        """Render worker one task at a time; DATABASE_URL in the psycopg 3 form seed 002's app reads."""
+        cmd = json.loads(host.check_output("docker inspect --format '{{json .Config.Cmd}}' aistack-fastapi-worker-render"))
+        assert cmd[cmd.index("--concurrency") + 1] == "1", cmd
+        env = host.check_output("docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' aistack-fastapi-web")
+        url = next((line.split("=", 1)[1] for line in env.splitlines() if line.startswith("DATABASE_URL=")), "")
+        well_formed = url.startswith("postgresql+psycopg://app:") and url.endswith("@postgres:5432/app")
+        assert well_formed, "DATABASE_URL is not postgresql+psycopg://app:<password>@postgres:5432/app"  # hides the password
+
     def test_n8n_webhook_calls_the_app_through_traefik(self, host, pebble_root):
         def call():
             result = probe(host, N8N, 443, "/webhook/app-roundtrip", pebble_root,
@@ -160,3 +170,111 @@ class TestAiServices:
         auth = "comfyui:" + secret(host, "comfyui_web_password")
         answer = probe(host, COMFY, 443, "/system_stats", pebble_root, "--auth", auth)
         assert answer["status"] == 200 and "system" in json.loads(answer["body"]), answer
+
+
+# --------------------------------------------------------------------------
+# Every dashboard panel's PromQL against the real Prometheus
+# --------------------------------------------------------------------------
+# Last in the file: the sample app's render task and the n8n webhook above have
+# run by now, so the Celery and n8n execution metrics exist.
+DASHBOARDS = sorted(p.name for p in (Path(__file__).resolve().parents[3]
+                                     / "roles/monitoring/files/dashboards").glob("*.json"))
+# Dashboards whose series this scenario cannot have. Their queries must still
+# parse; returning series is not required.
+NO_SERIES_HERE = {
+    "aistack-gpu.json": "DCGM exporter metrics need an NVIDIA GPU; this host has none (CPU mode)",
+    "aistack-containers.json": "cAdvisor metrics: its image is on gcr.io, which the kit cannot mirror "
+                               "(monitoring_cadvisor_enabled: false)",
+}
+PROMQL_SCRIPT = r"""
+import json, sys, urllib.error, urllib.parse, urllib.request
+base, queries = sys.argv[1], json.load(sys.stdin)
+out = []
+for query in queries:
+    # POST, as the provisioned datasource sends them (httpMethod: POST).
+    data = urllib.parse.urlencode({"query": query}).encode()
+    try:
+        with urllib.request.urlopen(base + "/api/v1/query", data=data, timeout=30) as response:
+            out.append(json.load(response))
+    except urllib.error.HTTPError as exc:
+        out.append(json.load(exc))
+print(json.dumps(out))
+"""
+
+
+def prometheus_query(host, queries: list[str]) -> list[dict]:
+    """Evaluate instant queries on the stack's Prometheus (one round trip for all of them)."""
+    host.run("mkdir -p /opt/aistack-tests && cat > /opt/aistack-tests/promql.py <<'EOF'\n" + PROMQL_SCRIPT + "\nEOF")
+    payload = json.dumps(queries).replace("'", "'\\''")
+    base = f"http://{container_ip(host, 'aistack-prometheus')}:9090"
+    return json.loads(host.check_output(f"echo '{payload}' | python3 /opt/aistack-tests/promql.py {base}"))
+
+
+def regex_escape(value: str) -> str:
+    """Grafana's escaping of a variable value inside a Prometheus regex matcher."""
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", value)
+
+
+def dashboard_queries(host, dashboard: dict) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """(panel title, query) pairs with the template variables substituted as Grafana does with
+    the dashboards' current selection, "All": a multi-value variable becomes (v1|v2|...) of the
+    values its own label_values() query finds. $__rate_interval is max($__interval + scrape
+    interval, 4 x scrape interval) with $__interval at the datasource's minimum, the scrape
+    interval (monitoring_scrape_interval)."""
+    prometheus_yml = host.file("/opt/aistack/monitoring/prometheus/prometheus.yml").content_string
+    scrape = re.search(r"scrape_interval:\s*['\"]?(\d+)s", prometheus_yml)
+    assert scrape, "no scrape_interval in seconds in prometheus.yml"
+    seconds = int(scrape.group(1))
+    builtins = {"$__rate_interval": f"{4 * seconds}s", "$__interval": f"{seconds}s",
+                "$__range": "1h", "${__rate_interval}": f"{4 * seconds}s"}
+    variables: dict[str, list[str]] = {}
+    for variable in dashboard.get("templating", {}).get("list", []):
+        match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["definition"])
+        assert match, f"variable {variable['name']}: unsupported definition {variable['definition']}"
+        selector, label = match.groups()
+        result = prometheus_query(host, [f"group by ({label}) ({selector})"])[0]
+        assert result["status"] == "success", (variable["name"], result)
+        variables[variable["name"]] = sorted(s["metric"][label] for s in result["data"]["result"]
+                                             if label in s["metric"])
+    queries = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for name, value in builtins.items():
+                expr = expr.replace(name, value)
+            for name, values in variables.items():
+                alternation = "(" + "|".join(regex_escape(v) for v in values) + ")" if values else ""
+                expr = expr.replace("${" + name + "}", alternation).replace("$" + name, alternation)
+            assert "$" not in expr, f"{panel['title']}: unsubstituted variable in {expr}"
+            queries.append((panel["title"], expr))
+    return queries, variables
+
+
+class TestDashboards:
+    def test_every_dashboard_is_checked_or_excused(self):
+        assert set(NO_SERIES_HERE) <= set(DASHBOARDS), "stale entries in NO_SERIES_HERE"
+        assert len(DASHBOARDS) >= 6, DASHBOARDS
+
+    @pytest.mark.parametrize("name", DASHBOARDS)
+    def test_panel_queries_parse_and_return_series(self, host, name):
+        """As deployed on the host (what Grafana serves), every panel query is valid PromQL, and,
+        unless the dashboard is in NO_SERIES_HERE, returns series -- as does every variable."""
+        dashboard = json.loads(host.file(f"/opt/aistack/monitoring/grafana/dashboards/{name}").content_string)
+        expect_series = name not in NO_SERIES_HERE
+
+        def check():
+            queries, variables = dashboard_queries(host, dashboard)
+            assert queries, f"{name}: no panel queries"
+            if expect_series:
+                empty_vars = [var for var, values in variables.items() if not values]
+                assert not empty_vars, f"{name}: variables without values: {empty_vars}"
+            results = prometheus_query(host, [expr for _, expr in queries])
+            problems = []
+            for (title, expr), result in zip(queries, results):
+                if result.get("status") != "success":
+                    problems.append(f"{title}: {expr} -> {result.get('errorType')}: {result.get('error')}")
+                elif expect_series and not result["data"]["result"]:
+                    problems.append(f"{title}: {expr} -> no series")
+            assert not problems, f"{name}:\n" + "\n".join(problems)
+        # rate() needs two samples inside the window: give a fresh stack a few scrapes.
+        retry(check, attempts=8, delay=15)
