@@ -2,9 +2,11 @@
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
 # SPDX-License-Identifier: Apache-2.0
-"""Filters shared by the service roles: Traefik labels, htpasswd lines, compose env files, GPU reservations.
+"""Filters shared by the service roles: Traefik labels, htpasswd lines, compose env files, GPU
+reservations, weak operator secrets.
 
-Documented in traefik_labels.yml, htpasswd.yml, compose_env.yml and gpu_devices.yml beside this file.
+Documented in traefik_labels.yml, htpasswd.yml, compose_env.yml, gpu_devices.yml and weak_secrets.yml
+beside this file.
 """
 
 from __future__ import annotations
@@ -152,9 +154,39 @@ def gpu_devices(gpus: Any, gpu_ready: bool = False) -> list[dict[str, Any]]:
     raise ValueError(f"gpu_devices: gpus must be auto, all, none or a list of GPU ids, got {gpus!r}")
 
 
+# Values copied from examples and docs instead of being replaced (lower case). Compared
+# whole, and as the start of a value ("change-me-32-random-characters").
+PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me", "replaceme", "password", "passw0rd",
+                "secret", "admin", "example", "your-", "xxxx", "todo", "test1234", "12345678",
+                "cf-token-with-zone-dns-edit")
+
+
+def weak_secrets(values: Mapping[str, Any], min_length: int = 12) -> list[str]:
+    """One problem line per weak operator-supplied secret, naming the variable, never the value.
+
+    ``values`` maps variable names to what the operator set; empty values are skipped (the role
+    generates and keeps those). Weak: shorter than ``min_length``, or a known placeholder.
+    """
+    problems = []
+    for name, value in values.items():
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            problems.append(f"{name} must be a string (quote it in YAML)")
+            continue
+        lowered = value.strip().lower()
+        if any(lowered == word or lowered.startswith(word) for word in PLACEHOLDERS):
+            problems.append(f"{name} is a placeholder from an example: set a real secret "
+                            "(e.g. `openssl rand -base64 32`) or leave it empty to have one generated")
+        elif len(value) < min_length:
+            problems.append(f"{name} is shorter than {min_length} characters (aistack_secret_min_length): "
+                            "set a longer one or leave it empty to have one generated")
+    return problems
+
+
 class FilterModule:
     """aistack.hosting filters."""
 
     def filters(self) -> dict[str, Any]:
         return {"traefik_labels": traefik_labels, "htpasswd": htpasswd, "compose_env": compose_env,
-                "gpu_devices": gpu_devices}
+                "gpu_devices": gpu_devices, "weak_secrets": weak_secrets}

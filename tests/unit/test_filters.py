@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from ansible_collections.aistack.hosting.plugins.filter.aistack import apr1, compose_env, gpu_devices, htpasswd, traefik_labels
+from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, compose_env, gpu_devices, htpasswd, traefik_labels,
+                                                                 weak_secrets)
 
 
 def test_apr1_matches_openssl():
@@ -77,3 +78,21 @@ def test_gpu_devices(gpus, ready, expected):
 def test_gpu_devices_rejects_other_values(gpus):
     with pytest.raises(ValueError, match="gpu_devices"):
         gpu_devices(gpus)
+
+
+@pytest.mark.parametrize("value", ["change-me", "CHANGE-ME", "change-me-32-random-characters", "changeme123456",
+                                   "password", "Passw0rd-Passw0rd", "cf-token-with-zone-dns-edit", "xxxxxxxxxxxxxxxx"])
+def test_weak_secrets_rejects_placeholders_naming_the_variable(value):
+    problems = weak_secrets({"owner_pw": value})
+    assert len(problems) == 1 and problems[0].startswith("owner_pw is a placeholder")
+    assert value.lower() not in problems[0].lower()  # names the variable, never the value
+
+
+def test_weak_secrets_length_empty_and_type():
+    assert weak_secrets({"redis_password": "Zq8-short"}) == [
+        "redis_password is shorter than 12 characters (aistack_secret_min_length): "
+        "set a longer one or leave it empty to have one generated"]
+    assert weak_secrets({"redis_password": "Zq8-short"}, 8) == []
+    assert weak_secrets({"a": "", "b": None, "c": "k7Pq-2mVx-9sLw-4Tz"}) == []
+    assert weak_secrets({"n8n_encryption_key": 123456789012345}) == [
+        "n8n_encryption_key must be a string (quote it in YAML)"]
