@@ -176,7 +176,42 @@ CASES = {
     "nvidia_toolkit: key neither URL, path nor key": ("nvidia_toolkit", {"nvidia_toolkit_repo_key": "nvidia.gpg"}, r"nvidia_toolkit_repo_key must be a key URL"),
     "nvidia_toolkit: version without revision": ("nvidia_toolkit", {"nvidia_toolkit_version": "1.17.8"}, r"nvidia_toolkit_version=\"1.17.8\" is not a full package version"),
     "nvidia_toolkit: required not a bool": ("nvidia_toolkit", {"nvidia_toolkit_required": "sometimes"}, r"nvidia_toolkit_required.*bool"),
+    # Weak operator-supplied secrets (the weak_secrets filter, first check of every preflight).
+    "traefik: dashboard password placeholder": (
+        "traefik", {"traefik_dashboard_password": "change-me"}, r"traefik_dashboard_password is a placeholder from an example",
+    ),
+    "traefik: cloudflare token from the example": (
+        "traefik", {"traefik_cloudflare_dns_api_token": "cf-token-with-zone-dns-edit"},
+        r"traefik_cloudflare_dns_api_token is a placeholder",
+    ),
+    "n8n: encryption key from vault.yml.example": (
+        "n8n", {"n8n_encryption_key": "change-me-32-random-characters"}, r"n8n_encryption_key is a placeholder from an example",
+    ),
+    "n8n: short owner password": (
+        "n8n", {"n8n_owner_password": "Sh0rt-pw"}, r"n8n_owner_password is shorter than 12 characters \(aistack_secret_min_length\)",
+    ),
+    "n8n: jwt secret not a string": ("n8n", {"n8n_jwt_secret": 1234567890123}, r"n8n_jwt_secret.*(must be a string|str)"),
+    "postgres: superuser password placeholder": (
+        "postgres", {"postgres_superuser_password": "Password123456"}, r"postgres_superuser_password is a placeholder",
+    ),
+    "redis: short password": ("redis", {"redis_password": "r3d1s-pw"}, r"redis_password is shorter than 12 characters"),
+    "redis: longer minimum length": (
+        "redis", {"redis_password": "r3d1s-pw-0123456", "aistack_secret_min_length": 20}, r"redis_password is shorter than 20 characters",
+    ),
+    "monitoring: grafana password placeholder": (
+        "monitoring", {"monitoring_grafana_admin_password": "changeme"}, r"monitoring_grafana_admin_password is a placeholder",
+    ),
+    "ollama: web password placeholder": ("ollama", {"ollama_web_password": "admin"}, r"ollama_web_password is a placeholder"),
+    "comfyui: short web password": ("comfyui", {"comfyui_web_password": "c0mfy-pw"}, r"comfyui_web_password is shorter than 12"),
+    "fastapi_celery: basic auth placeholder": (
+        "fastapi_celery", {"fastapi_celery_basic_auth_password": "secret-secret"}, r"fastapi_celery_basic_auth_password is a placeholder",
+    ),
+    "railway_n8n: short encryption key": ("railway_n8n", {"railway_n8n_encryption_key": "k3y-short"}, r"railway_n8n_encryption_key is shorter than 12"),
+    "single_container: owner password placeholder": (
+        "single_container", {"single_container_owner_password": "your-password-here"}, r"single_container_owner_password is a placeholder",
+    ),
 }
+SECRET_NAME = re.compile(r"(password|_key|token|secret)$")
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +240,10 @@ def test_bad_input_fails_early_and_names_the_variable(playbook, role, extra_vars
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     assert re.search(message, output, re.S), output
+    # A rejected secret is named, never printed.
+    for name, value in extra_vars.items():
+        if SECRET_NAME.search(name) and isinstance(value, str) and len(value) >= 8:
+            assert value not in output, f"{name}'s value is in the output"
     recap = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+).*?failed=(\d+)", output)
     assert recap and recap.group(1) == "0" and recap.group(2) == "1", output
     failed_task = re.findall(r"TASK \[([^\]]+)\]", output)[-1]
