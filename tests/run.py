@@ -362,13 +362,21 @@ def verify_skips(scenario: str, output: str) -> list[str]:
     return unexpected
 
 
-FIRST_ERROR = re.compile(r"^(?:fatal|failed): \[.*|^\[ERROR\]: .*|^CRITICAL .*|^ERROR .*", re.MULTILINE)
+# The cause of a failed molecule action, most telling first: a failed task, a failed
+# testinfra test, an Ansible error, then molecule's own complaint.
+FIRST_ERROR = [re.compile(pattern, re.MULTILINE) for pattern in (
+    r"^(?:fatal|failed): \[.*", r"^\S+::\S+ FAILED.*", r"^E   .*", r"^\[ERROR\]: .*",
+    r"^(?:CRITICAL|ERROR) (?!'molecule/default/molecule.yml' glob failed).*")]
 
 
 def first_error(output: str) -> str:
-    """The first failed task / error line of a molecule action, for the report."""
-    found = FIRST_ERROR.search(ANSI.sub("", output))
-    return found.group(0).strip() if found else ""
+    """The first line of the most telling kind of error in a molecule action's output."""
+    text = ANSI.sub("", output)
+    for pattern in FIRST_ERROR:
+        found = pattern.search(text)
+        if found:
+            return found.group(0).strip()
+    return ""
 
 
 def platform_names(scenario: str) -> list[str]:

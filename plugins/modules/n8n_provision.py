@@ -27,19 +27,51 @@ options:
     type: str
     required: true
   owner:
-    description: Owner account C({email, password, first_name, last_name}).
+    description:
+      - The owner account. Only its password is kept out of the output (no_log); the other fields
+        are not secret, and a no_log name would be masked inside every value this module returns.
     type: dict
     required: true
+    suboptions:
+      email:
+        description: The owner's e-mail (login).
+        type: str
+        required: true
+      password:
+        description: The owner's password.
+        type: str
+        required: true
+      first_name:
+        description: First name shown in n8n.
+        type: str
+        default: Owner
+      last_name:
+        description: Last name shown in n8n.
+        type: str
+        default: aistack
   workflows:
     description: Workflows to import, C({content, active}); C(content) is the exported JSON object.
     type: list
     elements: dict
     default: []
   credentials:
-    description: Credentials C({name, type, data}), matched by name (n8n assigns their ids).
+    description: Credentials, matched by name (n8n assigns their ids). Only their C(data) is no_log.
     type: list
     elements: dict
     default: []
+    suboptions:
+      name:
+        description: The credential's name in n8n.
+        type: str
+        required: true
+      type:
+        description: n8n's credential type, e.g. C(httpHeaderAuth), C(openAiApi).
+        type: str
+        required: true
+      data:
+        description: The credential's fields (secret).
+        type: dict
+        required: true
   state_path:
     description: Where the hashes of imported workflows and credentials are kept.
     type: path
@@ -218,9 +250,20 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             url=dict(type="str", required=True),
-            owner=dict(type="dict", required=True, no_log=True),
+            # Only the secrets are no_log: Ansible masks every no_log value wherever it occurs in the
+            # result, so a no_log last name "aistack" turned workflow id aistackE2eQueue1 into ********E2eQueue1.
+            owner=dict(type="dict", required=True, options=dict(
+                email=dict(type="str", required=True),
+                password=dict(type="str", required=True, no_log=True),
+                first_name=dict(type="str", default="Owner"),
+                last_name=dict(type="str", default="aistack"),
+            )),
             workflows=dict(type="list", elements="dict", default=[]),
-            credentials=dict(type="list", elements="dict", default=[], no_log=True),
+            credentials=dict(type="list", elements="dict", default=[], options=dict(
+                name=dict(type="str", required=True),
+                type=dict(type="str", required=True),
+                data=dict(type="dict", required=True, no_log=True),
+            )),
             state_path=dict(type="path", required=True),
         ),
         supports_check_mode=True,

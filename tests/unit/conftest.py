@@ -38,12 +38,13 @@ def run_module(monkeypatch) -> Callable[..., dict]:
     """Run a module's main() with args; return what it passed to exit_json/fail_json."""
     results: list[dict] = []
 
+    # As AnsibleModule does before printing: every no_log value is masked wherever it occurs.
     def exit_json(self, **kwargs):
-        results.append({"failed": False, **kwargs})
+        results.append(basic.remove_values({"failed": False, **kwargs}, self.no_log_values))
         raise SystemExit(0)
 
     def fail_json(self, msg, **kwargs):
-        results.append({"failed": True, "msg": msg, **kwargs})
+        results.append(basic.remove_values({"failed": True, "msg": msg, **kwargs}, self.no_log_values))
         raise SystemExit(1)
 
     monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)

@@ -129,7 +129,7 @@ def test_check_mode_with_drift_reports_it_and_mutates_nothing(run_module, n8n, a
     state_before = Path(args["state_path"]).read_text()
     mutations_before = fake.mutations()
     args["workflows"][0]["content"]["name"] = "hello renamed"
-    args["credentials"].append({"name": "redis", "type": "redis", "data": {"password": "r"}})
+    args["credentials"].append({"name": "redis", "type": "redis", "data": {"password": "r3dis-secret-pw"}})
     result = run_module(n8n_provision, args, check_mode=True)
     assert result["changed"] is True and result["owner_created"] is False
     assert result["imported"] == [HELLO["id"]] and result["activated"] == [] and result["credentials"] == ["redis"]
@@ -157,8 +157,20 @@ def test_owner_without_password_fails_before_any_call(run_module, n8n, args):
     fake, _url = n8n
     args["owner"] = {"email": "ops@example.com"}
     result = run_module(n8n_provision, args)
-    assert result["failed"] is True and "owner needs email and password" in result["msg"]
+    assert result["failed"] is True and "missing required arguments: password found in owner" in result["msg"]
     assert fake.calls == []
+
+
+def test_only_secrets_are_masked_in_the_result(run_module, n8n, args):
+    """The owner's names and the credentials' names are not no_log: Ansible would mask them inside
+    every returned value (a last name "aistack" turned workflow id aistackE2eQueue1 into ********E2eQueue1)."""
+    args["owner"]["last_name"] = "aistack"
+    args["workflows"] = [{"content": {**HELLO, "id": "aistackE2eQueue1"}, "active": True}]
+    args["credentials"][0]["name"] = "aistack-pg"
+    result = run_module(n8n_provision, args)
+    assert not result["failed"], result
+    assert result["imported"] == ["aistackE2eQueue1"] and result["credentials"] == ["aistack-pg"], result
+    assert "db-secret" not in json.dumps(result) and OWNER["password"] not in json.dumps(result)
 
 
 def test_unreachable_n8n_fails_with_a_message(run_module, args):
