@@ -211,7 +211,7 @@ CASES = {
         "single_container", {"single_container_owner_password": "your-password-here"}, r"single_container_owner_password is a placeholder",
     ),
 }
-SECRET_NAME = re.compile(r"(password|_key|token|secret)$")
+SECRET_NAME = re.compile(r"(password|token|secret|encryption_key)$")  # not e.g. nvidia_toolkit_repo_key (a key URL)
 
 
 @pytest.fixture(scope="module")
