@@ -343,8 +343,14 @@ def molecule_sequence(scenario: str) -> list[str]:
     import yaml  # the venv's (ansible's dependency), like the rest of the molecule stage
 
     sequence = yaml.safe_load(MOLECULE_BASE.read_text())["scenario"]["test_sequence"]
-    own = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text()) or {}
-    return (own.get("scenario") or {}).get("test_sequence", sequence)
+    return (scenario_spec(scenario).get("scenario") or {}).get("test_sequence", sequence)
+
+
+def scenario_spec(scenario: str) -> dict:
+    """The scenario's own molecule.yml (what differs from the base config)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text()) or {}
 
 
 def verify_skips(scenario: str, output: str) -> list[str]:
@@ -380,10 +386,7 @@ def first_error(output: str) -> str:
 
 
 def platform_names(scenario: str) -> list[str]:
-    import yaml
-
-    spec = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text()) or {}
-    return [platform["name"] for platform in spec.get("platforms", [])]
+    return [platform["name"] for platform in scenario_spec(scenario).get("platforms", [])]
 
 
 def remove_stale_hosts(scenarios: list[str]) -> None:
