@@ -87,8 +87,8 @@ class TestOnePort:
     def test_everything_runs_as_uid_1000_under_supervisord(self, host):
         assert host.check_output(f"docker exec {CONTAINER} id -u") == "1000"
         assert supervisor_status(host) == {"agent": "RUNNING", "n8n": "RUNNING", "proxy": "RUNNING"}
-        # pid, uid and name of every process, twice: a `docker exec` (the health check's, this
-        # test's own) passes through uid 0 while runc starts it; only a process that stays is one.
+        # pid, uid and name of every process, taken twice: an exec'd process (the health check's,
+        # this test's own) passes through uid 0 while runc starts it; only one that stays counts.
         snapshot = (f"docker exec {CONTAINER} sh -c \"awk '/^Name:/{{n=\\$2}} /^Pid:/{{p=\\$2}} "
                     f"/^Uid:/{{print p, \\$2, n}}' /proc/[0-9]*/status\"")
         first = host.check_output(snapshot).splitlines()
