@@ -56,9 +56,11 @@ def down() -> None:
 
 def https_status(hostname: str, path: str) -> str:
     """Status of an HTTPS request through Traefik on the demo host (certificate from Pebble)."""
-    probe = ("import ssl,http.client;c=http.client.HTTPSConnection('127.0.0.1',443,"
-             "context=ssl._create_unverified_context());"
-             f"c.request('GET','{path}',headers={{'Host':'{hostname}'}});print(c.getresponse().status)")
+    # SNI as a browser sends it: Traefik refuses TLS without it (traefik_tls_sni_strict).
+    probe = ("import ssl,socket,http.client;ctx=ssl._create_unverified_context();"
+             f"c=http.client.HTTPSConnection('{hostname}',443,context=ctx);"
+             f"c.sock=ctx.wrap_socket(socket.create_connection(('127.0.0.1',443),timeout=30),server_hostname='{hostname}');"
+             f"c.request('GET','{path}');print(c.getresponse().status)")
     return sh("docker", "exec", HOST, "python3", "-c", probe, check=False).stdout.strip() or "no answer"
 
 

@@ -5,7 +5,11 @@ the public host name and verifies the certificate against a CA file, so tests
 exercise exactly what a browser on the internet would. Prints one JSON line:
 status, headers of interest, issuer CN, body.
 
-usage: https_probe.py HOST PORT PATH CAFILE [--auth user:pw] [--post JSON] [--cookie-login JSON]
+usage: https_probe.py HOST PORT PATH CAFILE [--auth user:pw] [--post JSON] [--cookie-login JSON] [--repeat N]
+
+--repeat N sends the request N times back to back and prints {"answers":
+[[status, refused_by_traefik], ...]}: Traefik's rate limiter marks its 429s
+with an X-Retry-In header, which an application's own 429 lacks.
 """
 
 import argparse
@@ -42,6 +46,7 @@ def main() -> None:
     parser.add_argument("--auth", default="")
     parser.add_argument("--post", default=None, help="JSON body: POST instead of GET")
     parser.add_argument("--cookie-login", default=None, help="JSON body POSTed to /rest/login first")
+    parser.add_argument("--repeat", type=int, default=0, help="send N times, print statuses only")
     args = parser.parse_args()
     headers = {"Content-Type": "application/json"}
     if args.auth:
@@ -52,6 +57,13 @@ def main() -> None:
         headers["Cookie"] = cookie
     method = "POST" if args.post is not None else "GET"
     body = args.post.encode() if args.post is not None else None
+    if args.repeat:
+        answers = []
+        for _ in range(args.repeat):
+            resp, _, _ = request(args, method, args.path, body, headers)
+            answers.append([resp.status, resp.getheader("X-Retry-In") is not None])
+        print(json.dumps({"answers": answers}))
+        return
     resp, issuer, text = request(args, method, args.path, body, headers)
     print(json.dumps({"status": resp.status, "location": resp.getheader("Location"), "issuer": issuer,
                       "hsts": resp.getheader("Strict-Transport-Security") or "", "body": text}))

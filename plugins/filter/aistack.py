@@ -61,6 +61,11 @@ def htpasswd(password: str, user: str) -> str:
     return f"{user}:{apr1(password, salt)}"
 
 
+# Above any rule-length priority Traefik computes for the stack's own routers.
+DENY_PRIORITY = 10000
+LOGIN_PRIORITY = 9000
+
+
 def traefik_labels(
     name: str,
     hostname: str,
@@ -72,10 +77,15 @@ def traefik_labels(
     ip_allowlist: Iterable[str] = (),
     middlewares: Iterable[str] = (),
     path_prefix: str = "",
+    deny_paths: Iterable[str] = ("/metrics",),
+    limited_paths: Iterable[str] = (),
     compose: bool = True,
 ) -> dict[str, str]:
     """Labels exposing one container through Traefik (see traefik_labels.yml).
 
+    deny_paths get a router of their own that answers 404 (deny@file);
+    limited_paths one behind login-rate-limit@file. Both outrank the main
+    router by priority. A basic-auth router goes through admin-rate-limit@file.
     With compose=True (a compose file), `$` in htpasswd hashes is doubled so
     Compose does not interpolate it; pass compose=False for docker_container.
     """
@@ -108,11 +118,39 @@ def traefik_labels(
         # Compose interpolates $; $$ is a literal dollar in the container's label.
         joined = ",".join(users)
         labels[f"{prefix}.{name}-auth.basicauth.users"] = joined.replace("$", "$$") if compose else joined
-        chain.append(f"{name}-auth")
+        chain.extend(["admin-rate-limit@file", f"{name}-auth"])
     chain.extend(middlewares)
     if chain:
         labels[f"{router}.middlewares"] = ",".join(chain)
+    for suffix, paths, extra, priority in (("deny", deny_paths, ["deny@file"], DENY_PRIORITY),
+                                           ("login", limited_paths, ["login-rate-limit@file", *chain], LOGIN_PRIORITY)):
+        paths = _router_paths(paths, path_prefix)
+        if not paths:
+            continue
+        sub = f"{router}-{suffix}"
+        labels.update({
+            f"{sub}.rule": f"Host(`{hostname}`) && (" + " || ".join(f"PathPrefix(`{p}`)" for p in paths) + ")",
+            f"{sub}.entrypoints": entrypoint,
+            f"{sub}.tls": "true",
+            f"{sub}.service": name,
+            f"{sub}.priority": str(priority),
+            f"{sub}.middlewares": ",".join(extra),
+        })
+        if certresolver:
+            labels[f"{sub}.tls.certresolver"] = certresolver
     return labels
+
+
+def _router_paths(paths: Iterable[str], path_prefix: str) -> list[str]:
+    """The paths as given and, under a path prefix, also below it (sorted, unique)."""
+    result = set()
+    for path in paths:
+        if not str(path).startswith("/") or not re.match(r"^[A-Za-z0-9/._-]+$", str(path)):
+            raise ValueError(f"traefik_labels: {path!r} is not a URL path (e.g. /metrics)")
+        result.add(str(path))
+        if path_prefix:
+            result.add(path_prefix.rstrip("/") + str(path))
+    return sorted(result)
 
 
 def compose_env(values: Mapping[str, Any]) -> str:

@@ -29,13 +29,44 @@ def test_traefik_labels_minimal_router():
     assert labels["traefik.http.routers.grafana.tls.certresolver"] == "letsencrypt"
     assert labels["traefik.http.services.grafana.loadbalancer.server.port"] == "3000"
     assert "traefik.http.routers.grafana.middlewares" not in labels
+    # /metrics is never public: its own router, ahead of the main one, answers 404.
+    assert labels["traefik.http.routers.grafana-deny.rule"] == "Host(`grafana.example.com`) && (PathPrefix(`/metrics`))"
+    assert labels["traefik.http.routers.grafana-deny.middlewares"] == "deny@file"
+    assert labels["traefik.http.routers.grafana-deny.service"] == "grafana"
+    assert int(labels["traefik.http.routers.grafana-deny.priority"]) > 1000
+    assert "traefik.http.routers.grafana-login.rule" not in labels
+
+
+def test_traefik_labels_login_paths_are_rate_limited_behind_the_main_chain():
+    labels = traefik_labels("n8n", hostname="n8n.example.com", port=5678, ip_allowlist=["10.0.0.0/8"],
+                            middlewares=["security-headers@file"],
+                            deny_paths=["/metrics", "/rest/owner/setup"], limited_paths=["/rest/login", "/rest/forgot-password"])
+    assert labels["traefik.http.routers.n8n-deny.rule"] == (
+        "Host(`n8n.example.com`) && (PathPrefix(`/metrics`) || PathPrefix(`/rest/owner/setup`))")
+    assert labels["traefik.http.routers.n8n-login.rule"] == (
+        "Host(`n8n.example.com`) && (PathPrefix(`/rest/forgot-password`) || PathPrefix(`/rest/login`))")
+    assert labels["traefik.http.routers.n8n-login.middlewares"] == "login-rate-limit@file,n8n-allowlist,security-headers@file"
+    assert int(labels["traefik.http.routers.n8n-deny.priority"]) > int(labels["traefik.http.routers.n8n-login.priority"])
+    assert labels["traefik.http.routers.n8n-login.tls.certresolver"] == "letsencrypt"
+
+
+def test_traefik_labels_deny_paths_below_a_path_prefix_and_none():
+    labels = traefik_labels("app", hostname="x.example.com", port=80, path_prefix="/app/")
+    assert labels["traefik.http.routers.app-deny.rule"] == "Host(`x.example.com`) && (PathPrefix(`/app/metrics`) || PathPrefix(`/metrics`))"
+    assert not any(key.startswith("traefik.http.routers.app-deny") for key in traefik_labels("app", hostname="x.example.com", port=80, deny_paths=[]))
+
+
+@pytest.mark.parametrize("path", ["metrics", "/a path", "/x`) || Host(`evil"])
+def test_traefik_labels_rejects_paths_that_are_not_paths(path):
+    with pytest.raises(ValueError):
+        traefik_labels("app", hostname="x.example.com", port=80, deny_paths=[path])
 
 
 def test_traefik_labels_auth_allowlist_and_middlewares_chain_in_order():
     labels = traefik_labels("n8n", hostname="n8n.example.com", port=5678,
                             basic_auth_users=[htpasswd("pw", "ops")], ip_allowlist=["10.0.0.0/8"],
                             middlewares=["security-headers@file"], path_prefix="/webhook")
-    assert labels["traefik.http.routers.n8n.middlewares"] == "n8n-allowlist,n8n-auth,security-headers@file"
+    assert labels["traefik.http.routers.n8n.middlewares"] == "n8n-allowlist,admin-rate-limit@file,n8n-auth,security-headers@file"
     assert labels["traefik.http.middlewares.n8n-allowlist.ipallowlist.sourcerange"] == "10.0.0.0/8"
     assert "$$apr1$$" in labels["traefik.http.middlewares.n8n-auth.basicauth.users"]
     assert labels["traefik.http.routers.n8n.rule"] == "Host(`n8n.example.com`) && PathPrefix(`/webhook`)"

@@ -38,6 +38,9 @@ CASES = {
         "docker", {"docker_daemon_options": {"registry-mirrors": ["https://m.example.com"]}},
         r"docker_registry_mirrors.*not inside docker_daemon_options",
     ),
+    "docker: autoheal interval too short": ("docker", {"docker_autoheal_interval_seconds": 1}, r"docker_autoheal_interval_seconds \(1\) must be 5 or more"),
+    "docker: autoheal label with a space": ("docker", {"docker_autoheal_label": "my label"}, r"docker_autoheal_label=my label is not a label key"),
+    "docker: autoheal not a bool": ("docker", {"docker_autoheal_enabled": "maybe"}, r"docker_autoheal_enabled.*bool"),
     "docker: bad state": ("docker", {"docker_state": "removed"}, r"docker_state.*(one of|present)"),
     "postgres: database without owner": ("postgres", {"postgres_databases": [{"name": "app"}]}, r"owner.*postgres_databases|postgres_databases.*owner"),
     "postgres: superuser as owner": ("postgres", {"postgres_databases": [{"name": "app", "owner": "postgres"}]}, r"must not be the superuser"),
@@ -47,6 +50,18 @@ CASES = {
     "redis: bad policy": ("redis", {"redis_maxmemory_policy": "lru"}, r"redis_maxmemory_policy.*one of"),
     "redis: acl user without permissions": ("redis", {"redis_acl_users": [{"name": "celery"}]}, r"redis_acl_users needs entries"),
     "traefik: too old for Docker 29": ("traefik", {"traefik_image": "traefik:v3.1.2", "traefik_dashboard_hostname": "t.example.com"}, r"v3.6 or newer"),
+    "traefik: login rate limit of zero": (
+        "traefik", {"traefik_login_rate_limit_per_minute": 0, "traefik_dashboard_hostname": "t.example.com"},
+        r"traefik_login_rate_limit_per_minute must be 1 or more",
+    ),
+    "traefik: admin burst negative": (
+        "traefik", {"traefik_admin_rate_limit_burst": -5, "traefik_dashboard_hostname": "t.example.com"},
+        r"traefik_admin_rate_limit_burst must be 1 or more",
+    ),
+    "traefik: sni strict not a bool": (
+        "traefik", {"traefik_tls_sni_strict": "sometimes", "traefik_dashboard_hostname": "t.example.com"},
+        r"traefik_tls_sni_strict.*bool",
+    ),
     "traefik: dashboard without hostname": ("traefik", {}, r"traefik_dashboard_hostname is empty"),
     "traefik: cloudflare without token": (
         "traefik", {"traefik_certresolver": "cloudflare", "traefik_dashboard_hostname": "t.example.com"},

@@ -130,6 +130,7 @@ def test_every_container_gets_the_building_block_defaults(rendered):
         where = f"{role}/{name}"
         assert service["restart"] == "unless-stopped", where
         assert service["security_opt"] == ["no-new-privileges:true"], where
+        assert service["pids_limit"] == 4096, where
         assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, where
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), where
         # On the stack network, or inside the network namespace of the process it serves.

@@ -6,6 +6,7 @@ daemon.json keys survived even that).
 """
 
 import json
+import time
 
 import pytest
 
@@ -50,6 +51,7 @@ class TestInstalled:
         assert config["log-driver"] == "json-file"
         assert config["log-opts"] == {"max-size": "10m", "max-file": "3"}
         assert config["live-restore"] is True
+        assert config["icc"] is False and config["no-new-privileges"] is True
         assert config["metrics-addr"] == "127.0.0.1:9323"
 
     def test_daemon_runs_with_that_config(self, host):
@@ -92,6 +94,40 @@ class TestInstalled:
         assert status == "200"
 
 
+    def test_unhealthy_container_is_restarted(self, host):
+        """The autoheal timer restarts a stack container that turned unhealthy, and only those."""
+        assert host.service("aistack-autoheal.timer").is_running
+        names = {"heal-stack": "--label org.aistack.role=autoheal-test", "heal-foreign": ""}
+        for name, label in names.items():
+            host.run(f"docker rm -f {name}")
+            # /tmp is a tmpfs: a restart cures the container, as restarting a wedged process would.
+            host.check_output(f"docker run -d --name {name} {label} --tmpfs /tmp --health-cmd 'test ! -e /tmp/sick' "
+                              "--health-interval 2s --health-retries 1 nginx:1.22.1")
+
+        def state(name: str) -> tuple[str, str]:
+            out = host.check_output(f"docker inspect --format '{{{{.State.StartedAt}}}} {{{{.State.Health.Status}}}}' {name}")
+            started, health = out.split()
+            return started, health
+
+        try:
+            deadline = time.time() + 60
+            while any(state(name)[1] != "healthy" for name in names) and time.time() < deadline:
+                time.sleep(2)
+            before = {name: state(name)[0] for name in names}
+            for name in names:
+                host.check_output(f"docker exec {name} touch /tmp/sick")
+            deadline = time.time() + 120  # min uptime 10 s, timer every 5 s
+            while time.time() < deadline and state("heal-stack")[0] == before["heal-stack"]:
+                time.sleep(3)
+            started, _ = state("heal-stack")
+            assert started != before["heal-stack"], "the unhealthy stack container was never restarted"
+            assert state("heal-foreign") == (before["heal-foreign"], "unhealthy"), "a container without the label was touched"
+            journal = host.check_output("journalctl -u aistack-autoheal.service --no-pager -o cat")
+            assert "heal-stack: unhealthy" in journal and "restarting" in journal, journal[-500:]
+        finally:
+            host.run("docker rm -f " + " ".join(names))
+
+
 @pytest.mark.usefixtures("uninstalled")
 class TestUninstalled:
     def test_engine_gone(self, host):
@@ -99,6 +135,8 @@ class TestUninstalled:
             assert not host.package(pkg).is_installed, pkg
         assert not host.exists("dockerd")
         assert not host.file("/usr/local/lib/docker/cli-plugins/docker-compose").exists
+        for path in ("/usr/local/libexec/aistack-autoheal", "/etc/systemd/system/aistack-autoheal.timer"):
+            assert not host.file(path).exists, path
 
     def test_nothing_listens_on_the_workload_port(self, host):
         assert not host.socket("tcp://0.0.0.0:8080").is_listening

@@ -74,6 +74,19 @@ class TestLayout:
         owners = {line.split()[0] for line in published.splitlines() if line.strip()}
         assert owners <= {"aistack-traefik", "pebble"}, published
 
+    def test_every_stack_container_is_limited_and_watched(self, host):
+        ids = host.check_output("docker ps -q --filter label=org.aistack.role").split()
+        containers = json.loads(host.check_output("docker inspect " + " ".join(ids)))
+        assert len(containers) >= 12
+        for container in containers:
+            config, name = container["HostConfig"], container["Name"]
+            assert config["PidsLimit"] == 4096, name  # aistack_container_pids_limit
+            assert "no-new-privileges:true" in (config["SecurityOpt"] or []), name
+        # Docker only marks a container unhealthy; the docker role's timer restarts it.
+        assert host.service("aistack-autoheal.timer").is_running
+        daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+        assert daemon["icc"] is False and daemon["no-new-privileges"] is True and daemon["live-restore"] is True
+
     def test_no_gpu_means_cpu_mode(self, host):
         daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
         assert "nvidia" not in daemon.get("runtimes", {})
@@ -278,3 +291,30 @@ class TestDashboards:
             assert not problems, f"{name}:\n" + "\n".join(problems)
         # rate() needs two samples inside the window: give a fresh stack a few scrapes.
         retry(check, attempts=8, delay=15)
+
+
+# Last in the file: the rate-limit test spends Grafana's login burst.
+class TestEdge:
+    def test_owner_was_never_claimable_through_traefik(self, host):
+        # molecule/shared/owner_claim_probe.py: POST /rest/owner/setup through Traefik every
+        # second from before the first converge; every HTTP answer must be the deny router's.
+        lines = [line.split() for line in host.file("/var/log/aistack-owner-probe.log").content_string.splitlines()]
+        assert len(lines) >= 60, lines[-5:]
+        created = float(host.check_output("date -d \"$(docker inspect --format '{{.Created}}' aistack-n8n)\" +%s"))
+        assert int(lines[0][0]) < created, "the prober started after n8n"
+        answers = {outcome for _, outcome in lines if not outcome.startswith("error:")}
+        assert answers == {"404"}, sorted(answers)
+
+    @pytest.mark.parametrize("hostname,container,port", [(N8N, "aistack-n8n", 5678), (GRAFANA, "aistack-grafana", 3000)])
+    def test_metrics_served_inside_but_not_public(self, host, pebble_root, hostname, container, port):
+        inside = host.run(f"python3 -c \"import urllib.request;print(urllib.request.urlopen("
+                          f"'http://{container_ip(host, container)}:{port}/metrics',timeout=10).status)\"")
+        assert inside.stdout.strip() == "200", inside.stderr
+        assert probe(host, hostname, 443, "/metrics", pebble_root)["status"] == 404
+
+    def test_grafana_login_is_rate_limited_at_the_edge(self, host, pebble_root):
+        answers = probe(host, GRAFANA, 443, "/login", pebble_root, "--repeat", "12")["answers"]
+        first_refusal = next(i for i, (_, edge) in enumerate(answers) if edge)  # StopIteration: never limited
+        assert 1 <= first_refusal <= 10, answers  # traefik_login_rate_limit_burst
+        assert all(status == 200 and not edge for status, edge in answers[:first_refusal]), answers
+        assert all(status == 429 and edge for status, edge in answers[first_refusal:]), answers

@@ -234,3 +234,67 @@ class TestAfterRecreate:
     def test_edited_workflow_still_answers(self, host, pebble_root):
         # side_effect checked the new revision right after the PATCH; it survives the recreate.
         assert webhook(host, pebble_root, 12) == {"square": 144, "backend": True, "revision": 2}
+
+
+def get_direct(host, ip: str, path: str) -> tuple[int, str]:
+    """GET from one n8n process on the stack network, bypassing Traefik."""
+    script = (
+        "import urllib.request,urllib.error\n"
+        f"try:\n r=urllib.request.urlopen('http://{ip}:5678{path}',timeout=30); print(r.status); print(r.read().decode()[:2000])\n"
+        "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode()[:500])\n"
+    )
+    status, _, text = host.check_output(f"python3 -c {shlex.quote(script)}").partition("\n")
+    return int(status), text
+
+
+def created_at(host, container: str) -> float:
+    return float(host.check_output(f"date -d \"$(docker inspect --format '{{{{.Created}}}}' {container})\" +%s"))
+
+
+# Last in the file: the rate-limit test spends the login router's burst.
+class TestEdge:
+    def test_owner_was_never_claimable_through_traefik(self, host):
+        # The prober (molecule/shared/owner_claim_probe.py) has POSTed /rest/owner/setup
+        # through Traefik every second since before the first converge.
+        lines = [line.split() for line in host.file("/var/log/aistack-owner-probe.log").content_string.splitlines()]
+        assert len(lines) >= 60, lines[-5:]
+        assert int(lines[0][0]) < created_at(host, "aistack-n8n"), "the prober started after n8n"
+        answers = {outcome for _, outcome in lines if not outcome.startswith("error:")}
+        # Every HTTP answer came from Traefik's deny router: n8n never saw the request.
+        assert answers == {"404"}, sorted(answers)
+
+    def test_metrics_and_owner_setup_are_internal_only(self, host, pebble_root):
+        ip = container_ip(host, "aistack-n8n")
+        status, body = get_direct(host, ip, "/metrics")
+        assert status == 200 and "n8n_" in body, (status, body[:200])  # served on the stack network
+        assert probe(host, HOSTNAME, 443, "/metrics", pebble_root)["status"] == 404
+        # The owner exists (n8n refuses a second setup) and the edge never forwards the attempt.
+        status, body = post_direct(host, ip, "/rest/owner/setup", {"email": "x@example.com", "firstName": "x",
+                                                                      "lastName": "x", "password": "Xx-123456789"})
+        assert status == 400, (status, body)
+        result = probe(host, HOSTNAME, 443, "/rest/owner/setup", pebble_root, "--post", "{}")
+        assert result["status"] == 404, result
+
+    def test_strict_sni_and_intermediate_tls(self, host):
+        def handshake(*options: str):
+            return host.run("openssl s_client -connect 127.0.0.1:443 " + " ".join(options) + " </dev/null 2>&1")
+        ok = handshake(f"-servername {HOSTNAME}", "-tls1_2", "-cipher ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256")
+        assert ok.rc == 0 and "Cipher is ECDHE-" in ok.stdout, ok.stdout[-800:]
+        no_sni = handshake("-noservername")
+        assert no_sni.rc != 0 and "unrecognized name" in no_sni.stdout, no_sni.stdout[-800:]
+        cbc = handshake(f"-servername {HOSTNAME}", "-tls1_2", "-cipher ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA")
+        assert cbc.rc != 0 and "alert handshake failure" in cbc.stdout, cbc.stdout[-800:]
+        old = handshake(f"-servername {HOSTNAME}", "-tls1_1", "-cipher 'DEFAULT:@SECLEVEL=0'")
+        assert old.rc != 0 and "alert protocol version" in old.stdout, old.stdout[-800:]
+
+    def test_login_path_is_rate_limited_at_the_edge(self, host, pebble_root):
+        # GET /rest/login (n8n's "who am I", 401 without a session) is on the
+        # login router but outside n8n's own limiter, so every 429 here is Traefik's.
+        answers = probe(host, HOSTNAME, 443, "/rest/login", pebble_root, "--repeat", "12")["answers"]
+        first_refusal = next(i for i, (_, edge) in enumerate(answers) if edge)  # StopIteration: never limited
+        assert 1 <= first_refusal <= 10, answers  # traefik_login_rate_limit_burst
+        assert all(status == 401 and not edge for status, edge in answers[:first_refusal]), answers
+        assert all(status == 429 and edge for status, edge in answers[first_refusal:]), answers
+        labels = json.loads(host.check_output("docker inspect --format '{{json .Config.Labels}}' aistack-n8n"))
+        assert "PathPrefix(`/rest/login`)" in labels["traefik.http.routers.n8n-login.rule"]
+        assert labels["traefik.http.routers.n8n-login.middlewares"].startswith("login-rate-limit@file")
