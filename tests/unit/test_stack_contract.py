@@ -41,6 +41,8 @@ VARS = {
     # Stand-ins for what the roles' tasks register or gather on a real host.
     "compose_config_checksum": "0" * 40,
     "__postgres_host_memory_mb": 8192,
+    "__aistack_host_memory_mb": 10000,
+    "aistack_container_memory_limits": {"aistack-n8n-worker-2": "2g", "aistack-worker-1-runner": 0},
     "__ollama_secrets": {"secrets": {"ollama_web_password": "x"}},
     "__comfyui_secrets": {"secrets": {"comfyui_web_password": "x"}},
     "__monitoring_secrets": {"secrets": {"monitoring_web_password": "x"}},
@@ -131,6 +133,9 @@ def test_every_container_gets_the_building_block_defaults(rendered):
         assert service["restart"] == "unless-stopped", where
         assert service["security_opt"] == ["no-new-privileges:true"], where
         assert service["pids_limit"] == 4096, where
+        # 80 % of the host's 10000 MiB, unless aistack_container_memory_limits names the container.
+        expected = {"aistack-n8n-worker-2": "2g", "aistack-worker-1-runner": None}.get(service["container_name"], "8000m")
+        assert service.get("mem_limit") == expected, where
         assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, where
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), where
         # On the stack network, or inside the network namespace of the process it serves.
