@@ -135,7 +135,7 @@ class TestUninstalled:
             assert not host.package(pkg).is_installed, pkg
         assert not host.exists("dockerd")
         assert not host.file("/usr/local/lib/docker/cli-plugins/docker-compose").exists
-        for path in ("/usr/local/libexec/aistack-autoheal", "/etc/systemd/system/aistack-autoheal.timer"):
+        for path in ("/usr/local/sbin/aistack-autoheal", "/etc/systemd/system/aistack-autoheal.timer"):
             assert not host.file(path).exists, path
 
     def test_nothing_listens_on_the_workload_port(self, host):
