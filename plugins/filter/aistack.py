@@ -11,6 +11,7 @@ beside this file.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -18,6 +19,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 APR1_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ROUTER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# Traefik checks basic auth on every request: cost 10 is ~50 ms per request there,
+# against ~10^4 guesses per second per core for apr1 (1000 MD5 rounds).
+BCRYPT_COST = 10
+B64_TO_BCRYPT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                              "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 
 def _to64(value: int, count: int) -> str:
@@ -54,11 +60,30 @@ def apr1(password: str, salt: str) -> str:
     return f"$apr1${salt_b.decode()}${encoded}"
 
 
-def htpasswd(password: str, user: str) -> str:
-    """`user:$apr1$...` with a salt derived from the password, so re-runs render the same line."""
+def bcrypt_hash(password: str, salt: bytes, cost: int = BCRYPT_COST) -> str:
+    """`$2y$<cost>$...` (the htpasswd -B form Traefik checks) for a 16-byte salt."""
+    try:
+        import bcrypt  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise ValueError("htpasswd: bcrypt hashes need the Python package 'bcrypt' on the controller "
+                         "(pip install bcrypt, or pip install -r requirements.txt)") from exc
+    if len(password.encode()) > 72:
+        raise ValueError("htpasswd: bcrypt uses at most 72 bytes of a password and Traefik refuses longer ones; "
+                         "use a basic-auth password of at most 72 bytes")
+    # bcrypt's base64 is standard base64 (no padding) over its own alphabet.
+    encoded = base64.b64encode(salt[:16]).decode().rstrip("=").translate(B64_TO_BCRYPT)
+    hashed = bcrypt.hashpw(password.encode(), f"$2b${cost:02d}${encoded}".encode()).decode()
+    return "$2y$" + hashed[4:]
+
+
+def htpasswd(password: str, user: str, scheme: str = "bcrypt") -> str:
+    """`user:<hash>` with a salt derived from password and user, so re-runs render the same line."""
     mac = hmac.new(password.encode(), f"aistack-htpasswd:{user}".encode(), hashlib.sha256).digest()
-    salt = "".join(APR1_ALPHABET[b & 0x3F] for b in mac[:8])
-    return f"{user}:{apr1(password, salt)}"
+    if scheme == "bcrypt":
+        return f"{user}:{bcrypt_hash(password, mac[:16])}"
+    if scheme == "apr1":
+        return f"{user}:{apr1(password, ''.join(APR1_ALPHABET[b & 0x3F] for b in mac[:8]))}"
+    raise ValueError(f"htpasswd: scheme {scheme!r} must be bcrypt or apr1")
 
 
 # Above any rule-length priority Traefik computes for the stack's own routers.

@@ -14,12 +14,28 @@ def test_apr1_matches_openssl():
     assert apr1("s3cr3t pw", "abcdefgh") == expected
 
 
-def test_htpasswd_is_deterministic_and_user_specific():
-    line = htpasswd("pw", "admin")
-    assert line.startswith("admin:$apr1$")
-    assert line == htpasswd("pw", "admin")
-    assert line.split(":", 1)[1] != htpasswd("pw", "other").split(":", 1)[1]
-    assert htpasswd("pw", "admin") != htpasswd("pw2", "admin")
+@pytest.mark.parametrize("scheme,prefix", [("bcrypt", "admin:$2y$10$"), ("apr1", "admin:$apr1$")])
+def test_htpasswd_is_deterministic_and_user_specific(scheme, prefix):
+    line = htpasswd("pw", "admin", scheme)
+    assert line.startswith(prefix)
+    assert line == htpasswd("pw", "admin", scheme)
+    assert line.split(":", 1)[1] != htpasswd("pw", "other", scheme).split(":", 1)[1]
+    assert htpasswd("pw", "admin", scheme) != htpasswd("pw2", "admin", scheme)
+
+
+def test_htpasswd_bcrypt_by_default_and_checkable():
+    bcrypt = pytest.importorskip("bcrypt")
+    hashed = htpasswd("s3cr3t pw", "ops").split(":", 1)[1]
+    assert hashed.startswith("$2y$10$") and len(hashed) == 60
+    # $2y$ and $2b$ are the same algorithm (Traefik's checker takes both).
+    assert bcrypt.checkpw(b"s3cr3t pw", ("$2b$" + hashed[4:]).encode())
+    assert not bcrypt.checkpw(b"wrong", ("$2b$" + hashed[4:]).encode())
+
+
+@pytest.mark.parametrize("password,scheme,message", [("x" * 73, "bcrypt", "72 bytes"), ("pw", "md5", "bcrypt or apr1")])
+def test_htpasswd_refuses_what_it_cannot_hash(password, scheme, message):
+    with pytest.raises(ValueError, match=message):
+        htpasswd(password, "ops", scheme)
 
 
 def test_traefik_labels_minimal_router():
@@ -64,7 +80,7 @@ def test_traefik_labels_rejects_paths_that_are_not_paths(path):
 
 def test_traefik_labels_auth_allowlist_and_middlewares_chain_in_order():
     labels = traefik_labels("n8n", hostname="n8n.example.com", port=5678,
-                            basic_auth_users=[htpasswd("pw", "ops")], ip_allowlist=["10.0.0.0/8"],
+                            basic_auth_users=[htpasswd("pw", "ops", "apr1")], ip_allowlist=["10.0.0.0/8"],
                             middlewares=["security-headers@file"], path_prefix="/webhook")
     assert labels["traefik.http.routers.n8n.middlewares"] == "n8n-allowlist,admin-rate-limit@file,n8n-auth,security-headers@file"
     assert labels["traefik.http.middlewares.n8n-allowlist.ipallowlist.sourcerange"] == "10.0.0.0/8"
