@@ -44,6 +44,8 @@ CASES = {
     "common: memory percent above 100": ("redis", {"aistack_container_memory_percent": 150}, r"aistack_container_memory_percent \(150\) must be within 0-100"),
     "common: memory limit not a size": ("redis", {"aistack_container_memory_limits": {"aistack-redis": "lots"}}, r"not sizes: aistack-redis"),
     "common: pids limit not an int": ("redis", {"aistack_container_pids_limit": "many"}, r"aistack_container_pids_limit.*int"),
+    "common: capability not a name": ("redis", {"aistack_container_cap_add": {"aistack-redis": ["cap_net_admin"]}}, r"aistack_container_cap_add\[aistack-redis\] must be a list of capability names"),
+    "fastapi: cap_add not a list": ("fastapi_celery", {"fastapi_celery_cap_add": {"NET_ADMIN": True}}, r"fastapi_celery_cap_add.*list"),
     "docker: bad state": ("docker", {"docker_state": "removed"}, r"docker_state.*(one of|present)"),
     "postgres: database without owner": ("postgres", {"postgres_databases": [{"name": "app"}]}, r"owner.*postgres_databases|postgres_databases.*owner"),
     "postgres: superuser as owner": ("postgres", {"postgres_databases": [{"name": "app", "owner": "postgres"}]}, r"must not be the superuser"),

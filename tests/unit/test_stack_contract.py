@@ -47,6 +47,10 @@ VARS = {
     "__comfyui_secrets": {"secrets": {"comfyui_web_password": "x"}},
     "__monitoring_secrets": {"secrets": {"monitoring_web_password": "x"}},
 }
+# The capabilities the images that start as root need (all others run as a non-root user).
+CAP_ADD = {"aistack-traefik": ["NET_BIND_SERVICE"],
+           "aistack-postgres": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
+           "aistack-redis": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]}
 PLAYBOOK = """
 - hosts: localhost
   connection: local
@@ -136,6 +140,13 @@ def test_every_container_gets_the_building_block_defaults(rendered):
         # 80 % of the host's 10000 MiB, unless aistack_container_memory_limits names the container.
         expected = {"aistack-n8n-worker-2": "2g", "aistack-worker-1-runner": None}.get(service["container_name"], "8000m")
         assert service.get("mem_limit") == expected, where
+        # Every capability dropped but what the image needs; the exceptions keep Docker's set (docs/security.md).
+        container = service["container_name"]
+        if container in {"aistack-ollama", "aistack-comfyui", "aistack-cadvisor", "aistack-dcgm-exporter"}:
+            assert "cap_drop" not in service, where
+        else:
+            assert service["cap_drop"] == ["ALL"], where
+            assert service.get("cap_add", []) == CAP_ADD.get(container, []), where
         assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, where
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), where
         # On the stack network, or inside the network namespace of the process it serves.

@@ -24,6 +24,10 @@ GRAFANA = "grafana.aistack.test"
 COMFY = "comfy.aistack.test"
 # Scrape jobs the monitoring role must generate for the roles this layout enables
 # (cAdvisor and DCGM are off: no image for them in the kit / no GPU).
+# The capabilities kept by the containers whose image starts as root (docs/security.md).
+CAP_ADD = {"aistack-traefik": ["NET_BIND_SERVICE"],
+           "aistack-postgres": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
+           "aistack-redis": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]}
 EXPECTED_JOBS = {"prometheus", "node", "traefik", "n8n", "n8n-worker", "postgres", "redis", "celery", "grafana"}
 
 
@@ -47,6 +51,11 @@ def host_get_json(host, url: str) -> dict:
     return json.loads(host.check_output(
         "python3 -c \"import urllib.request,sys;sys.stdout.write("
         f"urllib.request.urlopen('{url}',timeout=10).read().decode())\""))
+
+
+def cap_names(values) -> list[str]:
+    """Capabilities as compose writes them (Docker may report them with a CAP_ prefix)."""
+    return sorted(value.removeprefix("CAP_") for value in values or [])
 
 
 def retry(check, attempts: int = 30, delay: float = 3.0):
@@ -82,6 +91,12 @@ class TestLayout:
             config, name = container["HostConfig"], container["Name"]
             assert config["PidsLimit"] == 4096, name  # aistack_container_pids_limit
             assert "no-new-privileges:true" in (config["SecurityOpt"] or []), name
+            assert config["Memory"] > 0, name  # aistack_container_memory_percent of the host's memory
+            if name.lstrip("/") in {"aistack-ollama", "aistack-comfyui"}:
+                assert not config["CapDrop"], name  # the documented exceptions keep Docker's set
+            else:
+                assert cap_names(config["CapDrop"]) == ["ALL"], name
+                assert cap_names(config["CapAdd"]) == CAP_ADD.get(name.lstrip("/"), []), name
         # Docker only marks a container unhealthy; the docker role's timer restarts it.
         assert host.service("aistack-autoheal.timer").is_running
         daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
