@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Restart the stack's containers that Docker reports unhealthy.
 
 Docker runs health checks but never acts on them outside Swarm: a container
@@ -9,7 +8,7 @@ less than MIN_UPTIME seconds ago (a container that cannot become healthy is
 restarted at most once per MIN_UPTIME, never in a tight loop). One journal
 line per decision.
 
-usage: aistack-autoheal LABEL MIN_UPTIME
+usage: python3 aistack-autoheal LABEL MIN_UPTIME (the service runs it so: no shebang)
 """
 
 import datetime
