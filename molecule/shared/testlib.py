@@ -37,3 +37,29 @@ def probe(host, hostname: str, port: int, path: str = "/", cafile: str = "", *ex
     cmd = host.run(f"python3 {PROBE_PATH} {quoted}")
     assert cmd.rc == 0, cmd.stderr
     return json.loads(cmd.stdout)
+
+
+def created_at(host, container: str) -> float:
+    """When the container was created, in Unix seconds."""
+    return float(host.check_output(f"date -d \"$(docker inspect --format '{{{{.Created}}}}' {container})\" +%s"))
+
+
+def assert_owner_never_claimed(host, container: str = "aistack-n8n") -> None:
+    """Read the owner-claim prober's log (molecule/shared/owner_claim_probe.py, started by the
+    shared prepare before the first converge): it ran before n8n existed, and every HTTP answer
+    it ever got was the deny router's 404 (n8n never saw the request)."""
+    lines = [line.split() for line in host.file("/var/log/aistack-owner-probe.log").content_string.splitlines()]
+    assert len(lines) >= 60, lines[-5:]
+    assert int(lines[0][0]) < created_at(host, container), "the prober started after n8n"
+    answers = {outcome for _, outcome in lines if not outcome.startswith("error:")}
+    assert answers == {"404"}, sorted(answers)
+
+
+def assert_rate_limited_at_the_edge(answers: list, passed_status: int, burst: int = 10) -> None:
+    """answers from https_probe.py --repeat: the application answered passed_status until,
+    at request burst + 1 at the latest (traefik_login_rate_limit_burst), Traefik's limiter
+    (its 429s carry X-Retry-In) refused every request."""
+    first_refusal = next(i for i, (_, edge) in enumerate(answers) if edge)  # StopIteration: never limited
+    assert 1 <= first_refusal <= burst, answers
+    assert all(status == passed_status and not edge for status, edge in answers[:first_refusal]), answers
+    assert all(status == 429 and edge for status, edge in answers[first_refusal:]), answers

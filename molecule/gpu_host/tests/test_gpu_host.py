@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import pebble_root as fetch_pebble_root, probe, secret  # noqa: E402
+from testlib import (assert_owner_never_claimed, assert_rate_limited_at_the_edge,  # noqa: E402
+                     pebble_root as fetch_pebble_root, probe, secret)
 
 N8N = "n8n.aistack.test"
 APP = "app.aistack.test"
@@ -313,12 +314,7 @@ class TestEdge:
     def test_owner_was_never_claimable_through_traefik(self, host):
         # molecule/shared/owner_claim_probe.py: POST /rest/owner/setup through Traefik every
         # second from before the first converge; every HTTP answer must be the deny router's.
-        lines = [line.split() for line in host.file("/var/log/aistack-owner-probe.log").content_string.splitlines()]
-        assert len(lines) >= 60, lines[-5:]
-        created = float(host.check_output("date -d \"$(docker inspect --format '{{.Created}}' aistack-n8n)\" +%s"))
-        assert int(lines[0][0]) < created, "the prober started after n8n"
-        answers = {outcome for _, outcome in lines if not outcome.startswith("error:")}
-        assert answers == {"404"}, sorted(answers)
+        assert_owner_never_claimed(host)
 
     @pytest.mark.parametrize("hostname,container,port", [(N8N, "aistack-n8n", 5678), (GRAFANA, "aistack-grafana", 3000)])
     def test_metrics_served_inside_but_not_public(self, host, pebble_root, hostname, container, port):
@@ -329,7 +325,4 @@ class TestEdge:
 
     def test_grafana_login_is_rate_limited_at_the_edge(self, host, pebble_root):
         answers = probe(host, GRAFANA, 443, "/login", pebble_root, "--repeat", "12")["answers"]
-        first_refusal = next(i for i, (_, edge) in enumerate(answers) if edge)  # StopIteration: never limited
-        assert 1 <= first_refusal <= 10, answers  # traefik_login_rate_limit_burst
-        assert all(status == 200 and not edge for status, edge in answers[:first_refusal]), answers
-        assert all(status == 429 and edge for status, edge in answers[first_refusal:]), answers
+        assert_rate_limited_at_the_edge(answers, passed_status=200)

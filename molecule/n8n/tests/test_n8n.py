@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import pebble_root as fetch_pebble_root, phase, probe, secret  # noqa: E402
+from testlib import (assert_owner_never_claimed, assert_rate_limited_at_the_edge,  # noqa: E402
+                     pebble_root as fetch_pebble_root, phase, probe, secret)
 
 HOSTNAME = "n8n.aistack.test"
 LOGIN = json.dumps({"emailOrLdapLoginId": "owner@aistack.test", "password": "Molecule-Owner-Passw0rd"})
@@ -247,21 +248,12 @@ def get_direct(host, ip: str, path: str) -> tuple[int, str]:
     return int(status), text
 
 
-def created_at(host, container: str) -> float:
-    return float(host.check_output(f"date -d \"$(docker inspect --format '{{{{.Created}}}}' {container})\" +%s"))
-
-
 # Last in the file: the rate-limit test spends the login router's burst.
 class TestEdge:
     def test_owner_was_never_claimable_through_traefik(self, host):
         # The prober (molecule/shared/owner_claim_probe.py) has POSTed /rest/owner/setup
         # through Traefik every second since before the first converge.
-        lines = [line.split() for line in host.file("/var/log/aistack-owner-probe.log").content_string.splitlines()]
-        assert len(lines) >= 60, lines[-5:]
-        assert int(lines[0][0]) < created_at(host, "aistack-n8n"), "the prober started after n8n"
-        answers = {outcome for _, outcome in lines if not outcome.startswith("error:")}
-        # Every HTTP answer came from Traefik's deny router: n8n never saw the request.
-        assert answers == {"404"}, sorted(answers)
+        assert_owner_never_claimed(host)
 
     def test_metrics_and_owner_setup_are_internal_only(self, host, pebble_root):
         ip = container_ip(host, "aistack-n8n")
@@ -291,10 +283,7 @@ class TestEdge:
         # GET /rest/login (n8n's "who am I", 401 without a session) is on the
         # login router but outside n8n's own limiter, so every 429 here is Traefik's.
         answers = probe(host, HOSTNAME, 443, "/rest/login", pebble_root, "--repeat", "12")["answers"]
-        first_refusal = next(i for i, (_, edge) in enumerate(answers) if edge)  # StopIteration: never limited
-        assert 1 <= first_refusal <= 10, answers  # traefik_login_rate_limit_burst
-        assert all(status == 401 and not edge for status, edge in answers[:first_refusal]), answers
-        assert all(status == 429 and edge for status, edge in answers[first_refusal:]), answers
+        assert_rate_limited_at_the_edge(answers, passed_status=401)
         labels = json.loads(host.check_output("docker inspect --format '{{json .Config.Labels}}' aistack-n8n"))
         assert "PathPrefix(`/rest/login`)" in labels["traefik.http.routers.n8n-login.rule"]
         assert labels["traefik.http.routers.n8n-login.middlewares"].startswith("login-rate-limit@file")
