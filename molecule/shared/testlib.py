@@ -63,3 +63,18 @@ def assert_rate_limited_at_the_edge(answers: list, passed_status: int, burst: in
     assert 1 <= first_refusal <= burst, answers
     assert all(status == passed_status and not edge for status, edge in answers[:first_refusal]), answers
     assert all(status == 429 and edge for status, edge in answers[first_refusal:]), answers
+
+
+def assert_no_docker_socket_on_the_edge(host, network: str = "aistack") -> None:
+    """No container on the network Traefik serves from (Traefik included) mounts the Docker
+    socket or the directory holding it: Traefik routes from files (docs/security.md)."""
+    ids = host.check_output(f"docker ps -q --filter network={network}").split()
+    containers = json.loads(host.check_output("docker inspect " + " ".join(ids)))
+    names = {c["Name"].lstrip("/") for c in containers}
+    assert "aistack-traefik" in names, names
+    for container in containers:
+        sources = [m.get("Source", "") for m in container["Mounts"]]
+        assert not [s for s in sources if "docker.sock" in s or s.rstrip("/") in ("/var/run", "/run")], \
+            (container["Name"], sources)
+    config = host.file("/opt/aistack/traefik/traefik.yml").content_string
+    assert "docker:" not in config and "docker.sock" not in config, "Traefik still has a Docker provider"

@@ -2,10 +2,10 @@
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
 # SPDX-License-Identifier: Apache-2.0
-"""Filters shared by the service roles: Traefik labels, htpasswd lines, compose env files, GPU
+"""Filters shared by the service roles: Traefik labels and file-provider routes, htpasswd lines, compose env files, GPU
 reservations, weak operator secrets.
 
-Documented in traefik_labels.yml, htpasswd.yml, compose_env.yml, gpu_devices.yml and weak_secrets.yml
+Documented in traefik_labels.yml, traefik_routes.yml, htpasswd.yml, compose_env.yml, gpu_devices.yml and weak_secrets.yml
 beside this file.
 """
 
@@ -166,6 +166,79 @@ def traefik_labels(
     return labels
 
 
+# The compose extension key the compose_lib traefik_labels macro writes a
+# service's routes under (Compose ignores x- keys; compose_apply turns them into
+# a file-provider configuration for Traefik).
+ROUTES_KEY = "x-traefik"
+ROUTER_ATTRS = {"rule", "entrypoints", "tls", "tls.certresolver", "service", "priority", "middlewares"}
+
+
+def traefik_routes(compose: Mapping[str, Any], scheme: str = "http") -> dict[str, Any]:
+    """Traefik file-provider configuration for every service of a compose document
+    whose ROUTES_KEY holds traefik_labels() output (see traefik_routes.yml).
+
+    Traefik then needs no Docker socket: each service's server is
+    <scheme>://<container_name>:<port> on the shared network, and services
+    routed under the same name (n8n's webhook processors) share one load balancer.
+    """
+    routers: dict[str, dict[str, Any]] = {}
+    middlewares: dict[str, dict[str, Any]] = {}
+    services: dict[str, dict[str, Any]] = {}
+    for key, service in sorted(((compose or {}).get("services") or {}).items()):
+        labels = (service or {}).get(ROUTES_KEY)
+        if not labels:
+            continue
+        container = service.get("container_name") or key
+        for label, value in sorted(labels.items()):
+            parts = str(label).split(".")
+            value = str(value)
+            if label in ("traefik.enable", "traefik.docker.network"):
+                continue
+            if parts[:3] == ["traefik", "http", "routers"] and len(parts) >= 5:
+                _router_attr(routers.setdefault(parts[3], {}), ".".join(parts[4:]), value, label)
+            elif parts[:3] == ["traefik", "http", "middlewares"] and len(parts) == 6:
+                middlewares[parts[3]] = _middleware(parts[4], parts[5], value, label)
+            elif parts[:3] == ["traefik", "http", "services"] and parts[4:] == ["loadbalancer", "server", "port"]:
+                servers = services.setdefault(parts[3], {"loadBalancer": {"servers": []}})["loadBalancer"]["servers"]
+                url = f"{scheme}://{container}:{int(value)}"
+                if {"url": url} not in servers:
+                    servers.append({"url": url})
+            else:
+                raise ValueError(f"traefik_routes: {container}: label {label!r} is not one traefik_labels writes")
+    missing = sorted({r["service"] for r in routers.values() if r.get("service")} - set(services))
+    if missing:
+        raise ValueError(f"traefik_routes: routers name services without a port: {', '.join(missing)}")
+    http: dict[str, Any] = {}
+    for section, content in (("routers", routers), ("middlewares", middlewares), ("services", services)):
+        if content:
+            http[section] = content
+    return {"http": http} if http else {}
+
+
+def _router_attr(router: dict[str, Any], attr: str, value: str, label: str) -> None:
+    if attr not in ROUTER_ATTRS:
+        raise ValueError(f"traefik_routes: router setting {label!r} is not one traefik_labels writes")
+    if attr == "tls":
+        router.setdefault("tls", {})
+    elif attr == "tls.certresolver":
+        router.setdefault("tls", {})["certResolver"] = value
+    elif attr in ("entrypoints", "middlewares"):
+        router["entryPoints" if attr == "entrypoints" else attr] = [item for item in value.split(",") if item]
+    elif attr == "priority":
+        router["priority"] = int(value)
+    else:
+        router[attr] = value
+
+
+def _middleware(kind: str, attr: str, value: str, label: str) -> dict[str, Any]:
+    # A compose file doubles $ (see traefik_labels); the file provider takes the hash as is.
+    if (kind, attr) == ("basicauth", "users"):
+        return {"basicAuth": {"users": value.replace("$$", "$").split(",")}}
+    if (kind, attr) == ("ipallowlist", "sourcerange"):
+        return {"ipAllowList": {"sourceRange": value.split(",")}}
+    raise ValueError(f"traefik_routes: middleware setting {label!r} is not one traefik_labels writes")
+
+
 def _router_paths(paths: Iterable[str], path_prefix: str) -> list[str]:
     """The paths as given and, under a path prefix, also below it (sorted, unique)."""
     result = set()
@@ -251,5 +324,5 @@ class FilterModule:
     """aistack.hosting filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"traefik_labels": traefik_labels, "htpasswd": htpasswd, "compose_env": compose_env,
+        return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
                 "gpu_devices": gpu_devices, "weak_secrets": weak_secrets}

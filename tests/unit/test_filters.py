@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, compose_env, gpu_devices, htpasswd, traefik_labels,
-                                                                 weak_secrets)
+                                                                 traefik_routes, weak_secrets)
 
 
 def test_apr1_matches_openssl():
@@ -97,6 +97,52 @@ def test_traefik_labels_for_docker_container_keeps_single_dollars():
 def test_traefik_labels_rejects_bad_names(name, hostname):
     with pytest.raises(ValueError):
         traefik_labels(name, hostname=hostname, port=80)
+
+
+def _compose(*services):
+    return {"services": {name: {"container_name": f"aistack-{name}", "x-traefik": labels} for name, labels in services}}
+
+
+def test_traefik_routes_turn_the_labels_into_a_file_provider_configuration():
+    users = [htpasswd("pw", "ops", "apr1")]
+    labels = traefik_labels("n8n", "n8n.example.com", 5678, basic_auth_users=users, ip_allowlist=["10.0.0.0/8"],
+                            middlewares=["security-headers@file"], deny_paths=["/metrics"], limited_paths=["/rest/login"])
+    http = traefik_routes(_compose(("n8n", labels), ("db", {})))["http"]
+    assert http["services"] == {"n8n": {"loadBalancer": {"servers": [{"url": "http://aistack-n8n:5678"}]}}}
+    main = http["routers"]["n8n"]
+    assert main == {"rule": "Host(`n8n.example.com`)", "entryPoints": ["websecure"], "service": "n8n",
+                    "tls": {"certResolver": "letsencrypt"},
+                    "middlewares": ["n8n-allowlist", "admin-rate-limit@file", "n8n-auth", "security-headers@file"]}
+    assert http["routers"]["n8n-deny"]["priority"] == 10000 and http["routers"]["n8n-deny"]["middlewares"] == ["deny@file"]
+    assert http["routers"]["n8n-login"]["middlewares"][0] == "login-rate-limit@file"
+    # The compose file doubled every $; the file provider gets the hash Traefik checks.
+    assert http["middlewares"]["n8n-auth"] == {"basicAuth": {"users": users}}
+    assert http["middlewares"]["n8n-allowlist"] == {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}}
+
+
+def test_traefik_routes_share_one_load_balancer_and_skip_unrouted_services():
+    labels = traefik_labels("hook", "n8n.example.com", 5678, deny_paths=[])
+    http = traefik_routes(_compose(("webhook-1", labels), ("webhook-2", labels)))["http"]
+    assert [s["url"] for s in http["services"]["hook"]["loadBalancer"]["servers"]] == [
+        "http://aistack-webhook-1:5678", "http://aistack-webhook-2:5678"]
+    assert traefik_routes(_compose(("db", {}))) == {} and traefik_routes({}) == {}
+
+
+@pytest.mark.parametrize("label,message", [
+    ("traefik.http.routers.x.observability.tracing", "router setting"),
+    ("traefik.http.middlewares.x-strip.stripprefix.prefixes", "middleware setting"),
+    ("traefik.tcp.routers.x.rule", "is not one traefik_labels writes"),
+])
+def test_traefik_routes_refuse_settings_they_cannot_translate(label, message):
+    labels = {**traefik_labels("x", "x.example.com", 80), label: "v"}
+    with pytest.raises(ValueError, match=message):
+        traefik_routes(_compose(("x", labels)))
+
+
+def test_traefik_routes_refuse_a_router_without_a_port():
+    labels = {k: v for k, v in traefik_labels("x", "x.example.com", 80).items() if ".services." not in k}
+    with pytest.raises(ValueError, match="without a port"):
+        traefik_routes(_compose(("x", labels)))
 
 
 def test_compose_env_quotes_literally_and_sorts():

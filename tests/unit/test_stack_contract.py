@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.aistack.hosting.plugins.filter.aistack import traefik_routes
+
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = ["docker", "nvidia_toolkit", "postgres", "redis", "traefik", "n8n", "ollama", "comfyui",
           "fastapi_celery", "monitoring"]
@@ -120,15 +122,23 @@ def test_every_project_joins_the_contract_network(rendered):
         assert project["networks"] == {"aistack": {"name": NETWORK, "external": True}}, role
 
 
-def test_every_traefik_label_names_the_contract_network(rendered):
-    routed = {}
-    for role, name, service, _ in services(rendered):
-        labels = service.get("labels") or {}
-        if labels.get("traefik.enable") == "true":
-            routed[f"{role}/{name}"] = labels.get("traefik.docker.network")
+def test_every_route_reaches_its_container_on_the_contract_network(rendered):
+    routed, servers = {}, {}
+    for role, name, service, project in services(rendered):
+        settings = service.get("x-traefik") or {}
+        assert "labels" not in service or not any(k.startswith("traefik.") for k in service["labels"]), name
+        if settings:
+            routed[f"{role}/{name}"] = settings.get("traefik.docker.network")
+    for role in COMPOSE_ROLES:
+        project = yaml.safe_load((rendered / f"{role}.yml").read_text())
+        for service in (traefik_routes(project).get("http") or {}).get("services", {}).values():
+            servers.update({s["url"]: role for s in service["loadBalancer"]["servers"]})
     # n8n main + webhook processor, ollama, comfyui, the app, prometheus, grafana, alertmanager.
     assert len(routed) == 8, routed
     assert set(routed.values()) == {NETWORK}, routed
+    # Traefik reaches each one by container name on the shared network (it has no Docker socket).
+    assert {"http://aistack-n8n:5678", "http://aistack-n8n-webhook-1:5678", "http://aistack-ollama:11434",
+            "http://aistack-grafana:3000"} <= set(servers), servers
 
 
 def test_every_container_gets_the_building_block_defaults(rendered):
@@ -181,4 +191,4 @@ def test_former_docker_variable_names_still_work(tmp_path):
     assert wiring["network"] == "legacy-net" and wiring["n8n_dir"] == "/srv/legacy/n8n"
     n8n = yaml.safe_load((out / "n8n.yml").read_text())
     assert n8n["networks"]["aistack"]["name"] == "legacy-net"
-    assert n8n["services"]["n8n"]["labels"]["traefik.docker.network"] == "legacy-net"
+    assert n8n["services"]["n8n"]["x-traefik"]["traefik.docker.network"] == "legacy-net"

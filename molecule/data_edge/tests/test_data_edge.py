@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import pebble_root as fetch_pebble_root, phase, probe, secret  # noqa: E402
+from testlib import (assert_no_docker_socket_on_the_edge, pebble_root as fetch_pebble_root, phase, probe,  # noqa: E402
+                     secret)
 
 HOSTNAME = "whoami.aistack.test"
 DASHBOARD = "traefik.aistack.test"
@@ -64,7 +65,10 @@ class TestTraefik:
     def test_static_config_never_insecure(self, host):
         config = host.file("/opt/aistack/traefik/traefik.yml").content_string
         assert "insecure" not in config
-        assert "exposedByDefault: false" in config
+
+    def test_no_docker_socket_on_the_edge(self, host):
+        # whoami above is served through a routes file, with no Docker provider.
+        assert_no_docker_socket_on_the_edge(host)
 
 
 class TestPostgres:

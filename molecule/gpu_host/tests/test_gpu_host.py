@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import (assert_owner_never_claimed, assert_rate_limited_at_the_edge,  # noqa: E402
-                     pebble_root as fetch_pebble_root, probe, secret)
+from testlib import (assert_no_docker_socket_on_the_edge, assert_owner_never_claimed,  # noqa: E402
+                     assert_rate_limited_at_the_edge, pebble_root as fetch_pebble_root, probe, secret)
 
 N8N = "n8n.aistack.test"
 APP = "app.aistack.test"
@@ -102,6 +102,12 @@ class TestLayout:
         assert host.service("aistack-autoheal.timer").is_running
         daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
         assert daemon["icc"] is False and daemon["no-new-privileges"] is True and daemon["live-restore"] is True
+
+    def test_no_network_facing_container_mounts_the_docker_socket(self, host):
+        assert_no_docker_socket_on_the_edge(host)
+        # Every routed service is in a routes file Ansible wrote (Traefik has no other source).
+        routes = host.check_output("ls /opt/aistack/traefik/dynamic").split()
+        assert {"routes-n8n.yml", "routes-comfyui.yml", "routes-fastapi_celery.yml", "routes-monitoring.yml"} <= set(routes)
 
     def test_no_gpu_means_cpu_mode(self, host):
         daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)

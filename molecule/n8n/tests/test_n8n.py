@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from testlib import (assert_owner_never_claimed, assert_rate_limited_at_the_edge,  # noqa: E402
@@ -284,6 +285,6 @@ class TestEdge:
         # login router but outside n8n's own limiter, so every 429 here is Traefik's.
         answers = probe(host, HOSTNAME, 443, "/rest/login", pebble_root, "--repeat", "12")["answers"]
         assert_rate_limited_at_the_edge(answers, passed_status=401)
-        labels = json.loads(host.check_output("docker inspect --format '{{json .Config.Labels}}' aistack-n8n"))
-        assert "PathPrefix(`/rest/login`)" in labels["traefik.http.routers.n8n-login.rule"]
-        assert labels["traefik.http.routers.n8n-login.middlewares"].startswith("login-rate-limit@file")
+        routers = yaml.safe_load(host.file("/opt/aistack/traefik/dynamic/routes-n8n.yml").content_string)["http"]["routers"]
+        assert "PathPrefix(`/rest/login`)" in routers["n8n-login"]["rule"]
+        assert routers["n8n-login"]["middlewares"][0] == "login-rate-limit@file"
