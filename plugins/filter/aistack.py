@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -135,6 +136,9 @@ def traefik_labels(
         labels[f"{router}.tls.certresolver"] = certresolver
     chain: list[str] = []
     allow = list(ip_allowlist)
+    if invalid_networks(allow):
+        raise ValueError(f"traefik_labels: ip_allowlist entries {invalid_networks(allow)} are not IP addresses "
+                         "or CIDR ranges (e.g. 203.0.113.7 or 10.0.0.0/8)")
     if allow:
         labels[f"{prefix}.{name}-allowlist.ipallowlist.sourcerange"] = ",".join(allow)
         chain.append(f"{name}-allowlist")
@@ -166,16 +170,16 @@ def traefik_labels(
     return labels
 
 
-# The compose extension key the compose_lib traefik_labels macro writes a
-# service's routes under (Compose ignores x- keys; compose_apply turns them into
-# a file-provider configuration for Traefik).
+# The compose extension keys (x-traefik, x-traefik-<router>) the compose_lib
+# traefik_routes macro writes a service's routes under (Compose ignores x- keys;
+# compose_apply turns them into a file-provider configuration for Traefik).
 ROUTES_KEY = "x-traefik"
 ROUTER_ATTRS = {"rule", "entrypoints", "tls", "tls.certresolver", "service", "priority", "middlewares"}
 
 
 def traefik_routes(compose: Mapping[str, Any], scheme: str = "http") -> dict[str, Any]:
     """Traefik file-provider configuration for every service of a compose document
-    whose ROUTES_KEY holds traefik_labels() output (see traefik_routes.yml).
+    whose x-traefik* keys hold traefik_labels() output (see traefik_routes.yml).
 
     Traefik then needs no Docker socket: each service's server is
     <scheme>://<container_name>:<port> on the shared network, and services
@@ -185,7 +189,10 @@ def traefik_routes(compose: Mapping[str, Any], scheme: str = "http") -> dict[str
     middlewares: dict[str, dict[str, Any]] = {}
     services: dict[str, dict[str, Any]] = {}
     for key, service in sorted(((compose or {}).get("services") or {}).items()):
-        labels = (service or {}).get(ROUTES_KEY)
+        service = service or {}
+        labels = {}
+        for extension in sorted(k for k in service if str(k).startswith(ROUTES_KEY)):
+            labels.update(service[extension] or {})
         if not labels:
             continue
         container = service.get("container_name") or key
@@ -249,6 +256,17 @@ def _router_paths(paths: Iterable[str], path_prefix: str) -> list[str]:
         if path_prefix:
             result.add(path_prefix.rstrip("/") + str(path))
     return sorted(result)
+
+
+def invalid_networks(values: Iterable[Any]) -> list[str]:
+    """The entries of an allow-list that are not an IP address or CIDR range."""
+    bad = []
+    for value in values:
+        try:
+            ipaddress.ip_network(str(value), strict=False)
+        except ValueError:
+            bad.append(str(value))
+    return bad
 
 
 def compose_env(values: Mapping[str, Any]) -> str:
@@ -325,4 +343,4 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
-                "gpu_devices": gpu_devices, "weak_secrets": weak_secrets}
+                "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks}

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, compose_env, gpu_devices, htpasswd, traefik_labels,
-                                                                 traefik_routes, weak_secrets)
+                                                                 traefik_routes, weak_secrets, invalid_networks)
 
 
 def test_apr1_matches_openssl():
@@ -189,3 +189,10 @@ def test_weak_secrets_length_empty_and_type():
     assert weak_secrets({"a": "", "b": None, "c": "k7Pq-2mVx-9sLw-4Tz"}) == []
     assert weak_secrets({"n8n_encryption_key": 123456789012345}) == [
         "n8n_encryption_key must be a string (quote it in YAML)"]
+
+
+def test_invalid_networks_and_allowlists_that_are_not_ranges():
+    assert invalid_networks(["10.0.0.0/8", "203.0.113.7", "2001:db8::/32", "10.0.0.1/8"]) == []
+    assert invalid_networks(["office", "10.0.0.0/33", "10.0.0.0/8"]) == ["office", "10.0.0.0/33"]
+    with pytest.raises(ValueError, match=r"ip_allowlist entries \['office'\]"):
+        traefik_labels("x", "x.example.com", 80, ip_allowlist=["office"])

@@ -73,6 +73,9 @@ CASES = {
         r"traefik_cloudflare_dns_api_token is empty",
     ),
     "n8n: runner tag differs from n8n": ("n8n", {"n8n_runners_image": "n8nio/runners:2.40.0"}, r"must both be tagged\s+n8n_version=2.41.1"),
+    "n8n: editor allow-list entry not a range": (
+        "n8n", {"n8n_editor_ip_allowlist": ["10.0.0.0/8", "office"]}, r"n8n_editor_ip_allowlist: office\s+are not IP addresses or CIDR"),
+    "n8n: editor allow-list not a list": ("n8n", {"n8n_editor_ip_allowlist": {"office": "10.0.0.0/8"}}, r"n8n_editor_ip_allowlist.*list"),
     "n8n: negative workers": ("n8n", {"n8n_workers": -1}, r"n8n_workers \(-1\).*must be >= 0"),
     "n8n: webhook processors in regular mode": ("n8n", {"n8n_mode": "regular", "n8n_webhook_processors": 2}, r"webhook processors need n8n_mode: queue"),
     "n8n: queue mode without redis": ("n8n", {}, r"n8n_mode is 'queue' but Redis is neither part of this play"),

@@ -31,6 +31,7 @@ VARS = {
     "n8n_workers": 2,
     "n8n_webhook_processors": 1,
     "n8n_owner_email": "owner@contract.test",
+    "n8n_editor_ip_allowlist": ["10.0.0.0/8"],
     "ollama_hostname": "ollama.contract.test",
     "comfyui_hostname": "comfy.contract.test",
     "monitoring_prometheus_hostname": "prometheus.contract.test",
@@ -125,7 +126,7 @@ def test_every_project_joins_the_contract_network(rendered):
 def test_every_route_reaches_its_container_on_the_contract_network(rendered):
     routed, servers = {}, {}
     for role, name, service, project in services(rendered):
-        settings = service.get("x-traefik") or {}
+        settings = {k: v for key in service if key.startswith("x-traefik") for k, v in service[key].items()}
         assert "labels" not in service or not any(k.startswith("traefik.") for k in service["labels"]), name
         if settings:
             routed[f"{role}/{name}"] = settings.get("traefik.docker.network")
@@ -136,6 +137,11 @@ def test_every_route_reaches_its_container_on_the_contract_network(rendered):
     # n8n main + webhook processor, ollama, comfyui, the app, prometheus, grafana, alertmanager.
     assert len(routed) == 8, routed
     assert set(routed.values()) == {NETWORK}, routed
+    # The editor allow-list applies to the editor, not to the webhook processors' router.
+    n8n = traefik_routes(yaml.safe_load((rendered / "n8n.yml").read_text()))["http"]
+    assert n8n["routers"]["n8n"]["middlewares"][0] == "n8n-allowlist" and "n8n-public" not in n8n["routers"]
+    assert "n8n-allowlist" not in n8n["routers"]["n8n-webhook"]["middlewares"]
+    assert n8n["middlewares"]["n8n-allowlist"] == {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}}
     # Traefik reaches each one by container name on the shared network (it has no Docker socket).
     assert {"http://aistack-n8n:5678", "http://aistack-n8n-webhook-1:5678", "http://aistack-ollama:11434",
             "http://aistack-grafana:3000"} <= set(servers), servers
@@ -191,4 +197,4 @@ def test_former_docker_variable_names_still_work(tmp_path):
     assert wiring["network"] == "legacy-net" and wiring["n8n_dir"] == "/srv/legacy/n8n"
     n8n = yaml.safe_load((out / "n8n.yml").read_text())
     assert n8n["networks"]["aistack"]["name"] == "legacy-net"
-    assert n8n["services"]["n8n"]["x-traefik"]["traefik.docker.network"] == "legacy-net"
+    assert n8n["services"]["n8n"]["x-traefik-n8n"]["traefik.docker.network"] == "legacy-net"
