@@ -5,6 +5,8 @@ from pathlib import Path
 
 PROBE = (Path(__file__).parent / "https_probe.py").read_text()
 PROBE_PATH = "/opt/aistack-tests/https_probe.py"
+CONNECTIVITY = (Path(__file__).parent / "connectivity_probe.py").read_text()
+CONNECTIVITY_PATH = "/opt/aistack-tests/connectivity_probe.py"
 
 
 def phase(host) -> str:
@@ -78,3 +80,37 @@ def assert_no_docker_socket_on_the_edge(host, network: str = "aistack") -> None:
             (container["Name"], sources)
     config = host.file("/opt/aistack/traefik/traefik.yml").content_string
     assert "docker:" not in config and "docker.sock" not in config, "Traefik still has a Docker provider"
+
+
+def container_ip(host, name: str) -> str:
+    """The container's address on the edge network if it is on it, else on its first network."""
+    networks = json.loads(host.check_output(f"docker inspect --format '{{{{json .NetworkSettings.Networks}}}}' {name}"))
+    ordered = [networks[k] for k in ("aistack",) if k in networks] + [networks[k] for k in sorted(networks)]
+    return next(net["IPAddress"] for net in ordered if net.get("IPAddress"))
+
+
+def stack_networks(host) -> dict:
+    """container name -> the networks it joined (by name), for every running container."""
+    ids = host.check_output("docker ps -q").split()
+    return {c["Name"].lstrip("/"): sorted(c["NetworkSettings"]["Networks"]) for c in
+            json.loads(host.check_output("docker inspect " + " ".join(ids)))}
+
+
+def connectivity(host, ports: dict) -> dict:
+    """Who can open a TCP connection to whom: {source: {"target:port", ...}} for every running
+    container as a source (in its own network namespace) and the targets in ports
+    ({container: [port, ...]}), on every address each target has (connectivity_probe.py)."""
+    ids = host.check_output("docker ps -q").split()
+    containers = json.loads(host.check_output("docker inspect " + " ".join(ids)))
+    sources = {c["Name"].lstrip("/"): c["State"]["Pid"] for c in containers}
+    targets = {}
+    for c in containers:
+        name = c["Name"].lstrip("/")
+        if name in ports:
+            ips = [n["IPAddress"] for n in c["NetworkSettings"]["Networks"].values() if n.get("IPAddress")]
+            targets[name] = {"ips": ips, "ports": ports[name]}
+    host.run("mkdir -p /opt/aistack-tests && cat > " + CONNECTIVITY_PATH + " <<'EOF'\n" + CONNECTIVITY + "\nEOF")
+    spec = json.dumps({"sources": sources, "targets": targets}).replace("'", "'\\''")
+    cmd = host.run(f"python3 {CONNECTIVITY_PATH} '{spec}'")
+    assert cmd.rc == 0, cmd.stderr
+    return {source: set(hits) for source, hits in json.loads(cmd.stdout).items()}

@@ -269,6 +269,17 @@ def invalid_networks(values: Iterable[Any]) -> list[str]:
     return bad
 
 
+def container_ip(container: Mapping[str, Any], *preferred: str) -> str:
+    """The container's address on the first of the preferred networks it is on, else on any
+    network (sorted by name), from docker_container_info's `container` (or docker inspect)."""
+    networks = ((container or {}).get("NetworkSettings") or {}).get("Networks") or {}
+    addresses = {name: (net or {}).get("IPAddress") for name, net in networks.items()}
+    for name in [*preferred, *sorted(addresses)]:
+        if addresses.get(name):
+            return str(addresses[name])
+    raise ValueError(f"container_ip: {(container or {}).get('Name', 'the container')} has no address on any network")
+
+
 def compose_env(values: Mapping[str, Any]) -> str:
     """A compose env file: KEY='value' lines; single quotes keep values literal."""
     lines = []
@@ -343,4 +354,5 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
-                "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks}
+                "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks,
+                "container_ip": container_ip}

@@ -117,10 +117,37 @@ def services(rendered: Path):
             yield role, name, service, project
 
 
-def test_every_project_joins_the_contract_network(rendered):
+KEYS = ["aistack", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"]
+# Which stack networks each service joins (docs/security.md, "Networks"); "default" is
+# the project's own network (outbound access). Everything routed is also on "aistack".
+N8N = {"default", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"}
+JOINS = {
+    "aistack-traefik": {"aistack", "monitoring"}, "aistack-postgres": {"postgres"}, "aistack-redis": {"redis"},
+    "aistack-n8n": N8N | {"aistack"}, "aistack-n8n-worker-1": N8N, "aistack-n8n-worker-2": N8N,
+    "aistack-n8n-webhook-1": {"aistack", "default", "postgres", "redis"},
+    "aistack-ollama": {"ollama", "default", "aistack"}, "aistack-comfyui": {"comfyui", "default", "aistack"},
+    "aistack-fastapi-web": {"app", "postgres", "redis", "default", "aistack"},
+    "aistack-fastapi-worker-gpu": {"postgres", "redis", "ollama", "comfyui", "default"},
+    "aistack-fastapi-worker-render": {"postgres", "redis", "ollama", "comfyui", "default"},
+    "aistack-prometheus": {"monitoring", "aistack"}, "aistack-grafana": {"monitoring", "aistack"},
+    "aistack-alertmanager": {"monitoring", "default", "aistack"}, "aistack-node-exporter": {"monitoring"},
+    "aistack-postgres-exporter": {"monitoring", "postgres"}, "aistack-redis-exporter": {"monitoring", "redis"},
+    "aistack-flower": {"monitoring", "redis"}, "aistack-cadvisor": {"monitoring"},
+}
+
+
+def test_every_project_declares_the_stack_networks(rendered):
+    expected = {key: {"name": NETWORK if key == "aistack" else f"{NETWORK}_{key}", "external": True} for key in KEYS}
     for role in COMPOSE_ROLES:
         project = yaml.safe_load((rendered / f"{role}.yml").read_text())
-        assert project["networks"] == {"aistack": {"name": NETWORK, "external": True}}, role
+        assert project["networks"] == expected, role
+
+
+def test_each_service_joins_only_what_it_needs(rendered):
+    joined = {service["container_name"]: set(service.get("networks") or {}) for _, _, service, _ in services(rendered)}
+    runners = {name for name in joined if name.endswith("-runner")}
+    assert {name: joined[name] for name in joined if name not in runners} == JOINS
+    assert all(joined[name] == set() for name in runners)
 
 
 def test_every_route_reaches_its_container_on_the_contract_network(rendered):
@@ -165,8 +192,8 @@ def test_every_container_gets_the_building_block_defaults(rendered):
             assert service.get("cap_add", []) == CAP_ADD.get(container, []), where
         assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, where
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), where
-        # On the stack network, or inside the network namespace of the process it serves.
-        assert "aistack" in (service.get("networks") or {}) or service.get("network_mode", "").startswith("service:"), where
+        # On stack networks, or inside the network namespace of the process it serves.
+        assert service.get("networks") or service.get("network_mode", "").startswith("service:"), where
 
 
 def test_consumers_read_what_the_roles_publish(rendered):
@@ -196,5 +223,5 @@ def test_former_docker_variable_names_still_work(tmp_path):
     wiring = json.loads((out / "wiring.json").read_text())
     assert wiring["network"] == "legacy-net" and wiring["n8n_dir"] == "/srv/legacy/n8n"
     n8n = yaml.safe_load((out / "n8n.yml").read_text())
-    assert n8n["networks"]["aistack"]["name"] == "legacy-net"
+    assert n8n["networks"]["aistack"]["name"] == "legacy-net" and n8n["networks"]["redis"]["name"] == "legacy-net_redis"
     assert n8n["services"]["n8n"]["x-traefik-n8n"]["traefik.docker.network"] == "legacy-net"

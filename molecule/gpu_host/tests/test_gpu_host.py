@@ -17,7 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from testlib import (assert_no_docker_socket_on_the_edge, assert_owner_never_claimed,  # noqa: E402
-                     assert_rate_limited_at_the_edge, pebble_root as fetch_pebble_root, probe, secret)
+                     assert_rate_limited_at_the_edge, connectivity, container_ip, pebble_root as fetch_pebble_root,
+                     probe, secret, stack_networks)
 
 N8N = "n8n.aistack.test"
 APP = "app.aistack.test"
@@ -40,11 +41,6 @@ def pebble_root(host) -> str:
 def in_container(host, container: str, url: str) -> dict:
     """GET a JSON API from inside a container (the internal services publish no port)."""
     return json.loads(host.check_output(f"docker exec {container} wget -qO- '{url}'"))
-
-
-def container_ip(host, name: str) -> str:
-    return host.check_output(
-        "docker inspect --format '{{(index .NetworkSettings.Networks \"aistack\").IPAddress}}' " + name)
 
 
 def host_get_json(host, url: str) -> dict:
@@ -113,6 +109,79 @@ class TestLayout:
         daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
         assert "nvidia" not in daemon.get("runtimes", {})
         assert "deploy" not in host.file("/opt/aistack/ollama/compose.yml").content_string
+
+
+# The intended segmentation of this layout (docs/security.md, "Networks"): which
+# networks each container joins. "aistack" is the edge network Traefik serves
+# from; aistack_<dep> are internal, one per dependency; <project>_default is a
+# project's own network with outbound access. Task runners have no network of
+# their own: they share their n8n process's namespace.
+INTERNAL = {"postgres", "redis", "ollama", "comfyui", "app", "monitoring"}
+N8N_DEPS = {"aistack_postgres", "aistack_redis", "aistack_ollama", "aistack_comfyui", "aistack_app",
+            "aistack_monitoring", "n8n_default"}
+MEMBERSHIP = {
+    "pebble": {"aistack"},  # test fixture: the ACME CA, validating through Traefik
+    "aistack-traefik": {"aistack", "aistack_monitoring"},
+    "aistack-postgres": {"aistack_postgres"},
+    "aistack-redis": {"aistack_redis"},
+    "aistack-n8n": {"aistack"} | N8N_DEPS,
+    "aistack-n8n-worker-1": N8N_DEPS,
+    "aistack-ollama": {"aistack_ollama", "ollama_default"},
+    "aistack-comfyui": {"aistack", "aistack_comfyui", "comfyui_default"},
+    "aistack-fastapi-web": {"aistack", "aistack_app", "aistack_postgres", "aistack_redis", "fastapi_celery_default"},
+    "aistack-fastapi-worker-gpu": {"aistack_postgres", "aistack_redis", "aistack_ollama", "aistack_comfyui",
+                                   "fastapi_celery_default"},
+    "aistack-fastapi-worker-render": {"aistack_postgres", "aistack_redis", "aistack_ollama", "aistack_comfyui",
+                                      "fastapi_celery_default"},
+    "aistack-prometheus": {"aistack_monitoring"},
+    "aistack-grafana": {"aistack", "aistack_monitoring"},
+    "aistack-node-exporter": {"aistack_monitoring"},
+    "aistack-postgres-exporter": {"aistack_monitoring", "aistack_postgres"},
+    "aistack-redis-exporter": {"aistack_monitoring", "aistack_redis"},
+    "aistack-flower": {"aistack_monitoring", "aistack_redis"},
+}
+RUNNERS = {"aistack-n8n-runner": "aistack-n8n", "aistack-worker-1-runner": "aistack-n8n-worker-1"}
+PORTS = {"aistack-traefik": [80, 443, 8082], "aistack-postgres": [5432], "aistack-redis": [6379], "aistack-n8n": [5678],
+         "aistack-n8n-worker-1": [5678], "aistack-ollama": [11434], "aistack-comfyui": [8188],
+         "aistack-fastapi-web": [8000], "aistack-prometheus": [9090], "aistack-grafana": [3000],
+         "aistack-node-exporter": [9100], "aistack-postgres-exporter": [9187], "aistack-redis-exporter": [9121],
+         "aistack-flower": [5555]}
+
+
+class TestNetworks:
+    def test_each_container_joins_exactly_its_networks(self, host):
+        joined = stack_networks(host)
+        assert {name: set(joined.get(name, [])) for name in MEMBERSHIP} == MEMBERSHIP
+        for runner in RUNNERS:
+            assert joined[runner] == [], runner  # in its process's namespace (NetworkMode container:)
+        for key in INTERNAL:
+            assert host.check_output(f"docker network inspect --format '{{{{.Internal}}}}' aistack_{key}") == "true", key
+        assert host.check_output("docker network inspect --format '{{.Internal}}' aistack") == "false"
+
+    def test_connectivity_matrix_is_the_intended_one(self, host):
+        """Every container (as a source, in its own network namespace) against every service
+        port: it connects exactly where the two share a network, in both directions."""
+        actual = connectivity(host, PORTS)
+        members = {**MEMBERSHIP, **{runner: MEMBERSHIP[process] for runner, process in RUNNERS.items()}}
+        own = {**{name: name for name in MEMBERSHIP}, **RUNNERS}
+        expected = {source: {f"{target}:{port}" for target, ports in PORTS.items() for port in ports
+                             if members[source] & MEMBERSHIP[target] or own[source] == target}
+                    for source in members}
+        assert {source: actual.get(source) for source in members} == expected
+
+        def clients(target: str) -> set:
+            return {source for source, hits in actual.items() if target in hits} - {target.split(":")[0]}
+        n8n = {"aistack-n8n", "aistack-n8n-worker-1", *RUNNERS}
+        app = {"aistack-fastapi-web", "aistack-fastapi-worker-gpu", "aistack-fastapi-worker-render"}
+        workers = app - {"aistack-fastapi-web"}
+        # The data stores: their consumers and their exporter, nobody else (not Traefik, not Grafana).
+        assert clients("aistack-postgres:5432") == n8n | app | {"aistack-postgres-exporter"}
+        assert clients("aistack-redis:6379") == n8n | app | {"aistack-redis-exporter", "aistack-flower"}
+        # The model APIs: the workflows and the app's workers (Ollama is not routed here).
+        assert clients("aistack-ollama:11434") == n8n | workers
+        # Prometheus' unauthenticated API: the monitoring network only.
+        assert "aistack-traefik:8082" in actual["aistack-prometheus"]
+        assert not {"aistack-postgres:5432", "aistack-redis:6379"} & actual["aistack-traefik"]
 
 
 class TestMonitoring:

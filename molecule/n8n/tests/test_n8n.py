@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import (assert_owner_never_claimed, assert_rate_limited_at_the_edge,  # noqa: E402
+from testlib import (assert_owner_never_claimed, assert_rate_limited_at_the_edge, container_ip,  # noqa: E402
                      pebble_root as fetch_pebble_root, phase, probe, secret)
 
 HOSTNAME = "n8n.aistack.test"
@@ -49,12 +49,6 @@ def webhook(host, cafile: str, n: int, path: str = "/webhook/aistack-e2e") -> di
 def revision(host) -> int:
     """side_effect edits the e2e workflow file (revision 1 -> 2) between two converges."""
     return 2 if phase(host) == "after-side-effect" else 1
-
-
-def container_ip(host, name: str) -> str:
-    return host.check_output(
-        f"docker inspect --format '{{{{(index .NetworkSettings.Networks \"aistack\").IPAddress}}}}' {name}"
-    )
 
 
 def post_direct(host, ip: str, path: str, body: dict) -> tuple[int, str]:
@@ -188,9 +182,7 @@ class TestN8n:
         assert overrides["NODE_FUNCTION_ALLOW_EXTERNAL"] == "moment"
 
     def test_broker_port_is_not_on_the_network(self, host):
-        ip = host.check_output(
-            "docker inspect --format '{{(index .NetworkSettings.Networks \"aistack\").IPAddress}}' aistack-n8n-worker-1"
-        )
+        ip = container_ip(host, "aistack-n8n-worker-1")
         cmd = host.run(f"python3 -c \"import socket; socket.create_connection(('{ip}', 5679), timeout=3)\"")
         assert cmd.rc != 0, "the task broker answers on the stack network"
 

@@ -11,9 +11,14 @@ first converge's every time.
 """
 
 import json
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from testlib import container_ip, stack_networks  # noqa: E402
 
 # The scenario's non-default stack contract (molecule.yml: aistack_network, ...).
 NETWORK = "aistack-split"
@@ -147,19 +152,22 @@ class TestHostSide:
         assert not [name for name in names if "n8n" in name], names
 
     def test_app_health(self, host):
-        ip = host.check_output(
-            f"docker inspect --format '{{{{(index .NetworkSettings.Networks \"{NETWORK}\").IPAddress}}}}' aistack-fastapi-web")
+        ip = container_ip(host, "aistack-fastapi-web")
         script = f"import urllib.request; print(urllib.request.urlopen('http://{ip}:8000/api/health', timeout=10).read().decode())"
         body = json.loads(host.check_output(f'python3 -c "{script}"'))
         assert body["status"] == "ok", body
 
-    def test_everything_is_on_the_contract_network(self, host):
-        """Every container joined aistack_network; no role created or used the default one."""
+    def test_everything_is_on_the_contract_networks(self, host):
+        """Every container joined only networks named after aistack_network (the edge network and
+        the internal <network>_<dependency> ones) or its own project's; none of the default names."""
         networks = host.check_output("docker network ls --format '{{.Name}}'").split()
-        assert NETWORK in networks and "aistack" not in networks, networks
-        for name in host.check_output("docker ps --format '{{.Names}}'").split():
-            joined = json.loads(host.check_output(f"docker inspect --format '{{{{json .NetworkSettings.Networks}}}}' {name}"))
-            assert list(joined) == [NETWORK], (name, list(joined))
+        assert NETWORK in networks and f"{NETWORK}_postgres" in networks, networks
+        assert not [n for n in networks if n == "aistack" or n.startswith("aistack_")], networks
+        for name, joined in stack_networks(host).items():
+            allowed = {n for n in joined if n == NETWORK or n.startswith(f"{NETWORK}_") or n.endswith("_default")}
+            assert joined and set(joined) == allowed, (name, joined)
+        # The data stores are on their internal network only.
+        assert stack_networks(host)["aistack-postgres"] == [f"{NETWORK}_postgres"]
 
     def test_projects_and_secrets_are_in_the_contract_directories(self, host):
         """Compose projects live under aistack_base_dir, secrets under aistack_secrets_dir; nothing at the defaults."""
