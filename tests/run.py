@@ -312,6 +312,13 @@ def stage_collection(report: Report) -> None:
 
 # --from-checkout: molecule loads the roles from this checkout (collections/ symlink), not the artifact.
 FROM_CHECKOUT = False
+# Scenarios whose first converge runs at -vvv; its output is kept apart and its verify
+# searches it for every secret value (AISTACK_CONVERGE_LOG, molecule/shared/testlib.py).
+VERBOSE_CONVERGE = {"n8n"}
+
+
+def converge_log(scenario: str) -> Path:
+    return LOGS / f"molecule-{scenario}-converge-vvv.log"
 
 
 def molecule(action: str, scenario: str, log) -> subprocess.CompletedProcess:
@@ -322,12 +329,22 @@ def molecule(action: str, scenario: str, log) -> subprocess.CompletedProcess:
         env = env_with(AISTACK_COLLECTIONS_PATH=str(INSTALLED_COLLECTIONS))
     # testinfra's summary then names every skipped test and its reason (see verify_skips).
     env["PYTEST_ADDOPTS"] = (env.get("PYTEST_ADDOPTS", "") + " -rs").strip()
+    verbose = action == "converge" and scenario in VERBOSE_CONVERGE
+    if scenario in VERBOSE_CONVERGE:
+        env["AISTACK_CONVERGE_LOG"] = str(converge_log(scenario))
+    if verbose:
+        env["ANSIBLE_VERBOSITY"] = "3"
     cmd = [str(VENV_BIN / "molecule"), action, "-s", scenario]
-    print(f"  molecule {action} -s {scenario}", flush=True)
+    print(f"  molecule {action} -s {scenario}{' (-vvv)' if verbose else ''}", flush=True)
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    log.write(proc.stdout)
+    if verbose:
+        converge_log(scenario).write_text(proc.stdout)
+        log.write(f"(-vvv output: {converge_log(scenario)}, {len(proc.stdout)} characters)\n")
+        log.write("\n".join(proc.stdout.splitlines()[-60:]) + "\n")
+    else:
+        log.write(proc.stdout)
     log.flush()
     return proc
 

@@ -114,3 +114,16 @@ def connectivity(host, ports: dict) -> dict:
     cmd = host.run(f"python3 {CONNECTIVITY_PATH} '{spec}'")
     assert cmd.rc == 0, cmd.stderr
     return {source: set(hits) for source, hits in json.loads(cmd.stdout).items()}
+
+
+def assert_no_secret_in(host, output: str, what: str, inventory: dict | None = None) -> None:
+    """No value stored under /etc/aistack/secrets, nor any inventory variable named like a
+    secret (…password, …token, …secret, …key), appears in output; the failure names the
+    secret, never its value."""
+    names = host.check_output("ls /etc/aistack/secrets").split()
+    values = {f"/etc/aistack/secrets/{name}": secret(host, name) for name in names}
+    values.update({f"inventory variable {key}": str(value) for key, value in (inventory or {}).items()
+                   if str(key).endswith(("password", "token", "secret", "key")) and isinstance(value, str)})
+    assert len(names) >= 5, names
+    leaks = [name for name, value in values.items() if len(value) >= 8 and value in output]
+    assert not leaks, f"secret values printed in {what}: {leaks}"

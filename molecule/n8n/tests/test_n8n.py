@@ -7,6 +7,7 @@ container).
 """
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import (assert_owner_never_claimed, assert_rate_limited_at_the_edge, container_ip,  # noqa: E402
+from testlib import (assert_no_secret_in, assert_owner_never_claimed, assert_rate_limited_at_the_edge, container_ip,  # noqa: E402
                      pebble_root as fetch_pebble_root, phase, probe, secret)
 
 HOSTNAME = "n8n.aistack.test"
@@ -280,3 +281,17 @@ class TestEdge:
         routers = yaml.safe_load(host.file("/opt/aistack/traefik/dynamic/routes-n8n.yml").content_string)["http"]["routers"]
         assert "PathPrefix(`/rest/login`)" in routers["n8n-login"]["rule"]
         assert routers["n8n-login"]["middlewares"][0] == "login-rate-limit@file"
+
+
+class TestSecretsInOutput:
+    def test_first_converge_at_vvv_printed_no_secret(self, host):
+        """tests/run.py runs this scenario's first converge at -vvv (VERBOSE_CONVERGE) and keeps
+        its output: no stored secret and no inventory secret may appear in it."""
+        path = os.environ.get("AISTACK_CONVERGE_LOG")
+        if not path:
+            pytest.skip("run through tests/run.py, which keeps the -vvv converge output")
+        output = open(path, encoding="utf-8").read()
+        assert "ESTABLISH" in output or "<127.0.0.1>" in output or "EXEC" in output, "the converge did not run at -vvv"
+        inventory = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "molecule.yml"), encoding="utf-8"))
+        assert_no_secret_in(host, output, "the first converge at -vvv",
+                            inventory["provisioner"]["inventory"]["group_vars"]["all"])
