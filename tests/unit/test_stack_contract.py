@@ -45,6 +45,8 @@ VARS = {
     "compose_config_checksum": "0" * 40,
     "__postgres_host_memory_mb": 8192,
     "__aistack_host_memory_mb": 10000,
+    "__aistack_host_cpus": 4,
+    "aistack_container_cpu_limits": {"aistack-ollama": 2.5},
     "aistack_container_memory_limits": {"aistack-n8n-worker-2": "2g", "aistack-worker-1-runner": 0},
     "__ollama_secrets": {"secrets": {"ollama_web_password": "x"}},
     "__comfyui_secrets": {"secrets": {"comfyui_web_password": "x"}},
@@ -108,6 +110,14 @@ def render(tmp_path: Path, extra: dict, drop: tuple[str, ...] = ()) -> Path:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     return render(tmp_path_factory.mktemp("contract"), {})
+
+
+# The containers whose root filesystem stays writable (docs/security.md, CIS 5.13).
+WRITABLE_ROOT = {"aistack-ollama", "aistack-comfyui", "aistack-cadvisor", "aistack-dcgm-exporter"}
+
+
+def container_name(service: dict) -> str:
+    return service["container_name"]
 
 
 def services(rendered: Path):
@@ -183,6 +193,13 @@ def test_every_container_gets_the_building_block_defaults(rendered):
         # 80 % of the host's 10000 MiB, unless aistack_container_memory_limits names the container.
         expected = {"aistack-n8n-worker-2": "2g", "aistack-worker-1-runner": None}.get(service["container_name"], "8000m")
         assert service.get("mem_limit") == expected, where
+        # 90 % of the host's 4 CPUs, unless aistack_container_cpu_limits names the container.
+        assert service["cpus"] == (2.5 if container_name(service) == "aistack-ollama" else 3.6), where
+        # Read-only root and a tmpfs /tmp wherever the image allows (docs/security.md lists the rest).
+        if container_name(service) in WRITABLE_ROOT or container_name(service).endswith("-runner"):
+            assert "read_only" not in service and "tmpfs" not in service, where
+        else:
+            assert service["read_only"] is True and service["tmpfs"][0] == "/tmp", where
         # Every capability dropped but what the image needs; the exceptions keep Docker's set (docs/security.md).
         container = service["container_name"]
         if container in {"aistack-ollama", "aistack-comfyui", "aistack-cadvisor", "aistack-dcgm-exporter"}:

@@ -89,6 +89,11 @@ class TestLayout:
             assert config["PidsLimit"] == 4096, name  # aistack_container_pids_limit
             assert "no-new-privileges:true" in (config["SecurityOpt"] or []), name
             assert config["Memory"] > 0, name  # aistack_container_memory_percent of the host's memory
+            assert config["NanoCpus"] > 0, name  # aistack_container_cpu_percent of the host's CPUs
+            # Read-only root with a tmpfs /tmp, but for the documented exceptions (docs/security.md, CIS 5.13).
+            writable = name.lstrip("/") in {"aistack-ollama", "aistack-comfyui"} or name.endswith("-runner")
+            assert config["ReadonlyRootfs"] is (not writable), name
+            assert writable or "/tmp" in (config["Tmpfs"] or {}), name
             if name.lstrip("/") in {"aistack-ollama", "aistack-comfyui"}:
                 assert not config["CapDrop"], name  # the documented exceptions keep Docker's set
             else:
