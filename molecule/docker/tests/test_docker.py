@@ -12,6 +12,7 @@ Firewall probes go from the OTHER test host over the aistack-kit network
 
 import json
 import re
+import shlex
 import time
 
 import pytest
@@ -53,7 +54,7 @@ def connect(client, target: str, port: int) -> str:
               f"    socket.create_connection(({target!r}, {port}), timeout=3).close(); print('open')\n"
               "except socket.timeout: print('dropped')\n"
               "except ConnectionRefusedError: print('refused')\n")
-    return client.check_output(f"python3 -c {json.dumps(script)}")
+    return client.check_output(f"python3 -c {shlex.quote(script)}")
 
 
 def firewall_table(host) -> str:
