@@ -203,6 +203,32 @@ CASES = {
     "nvidia_toolkit: key neither URL, path nor key": ("nvidia_toolkit", {"nvidia_toolkit_repo_key": "nvidia.gpg"}, r"nvidia_toolkit_repo_key must be a key URL"),
     "nvidia_toolkit: version without revision": ("nvidia_toolkit", {"nvidia_toolkit_version": "1.17.8"}, r"nvidia_toolkit_version=\"1.17.8\" is not a full package version"),
     "nvidia_toolkit: required not a bool": ("nvidia_toolkit", {"nvidia_toolkit_required": "sometimes"}, r"nvidia_toolkit_required.*bool"),
+    # Host perimeter (issue 13, item 7).
+    "firewall: port out of range": ("firewall", {"firewall_allowed_tcp_ports": [80, 70000]}, r"Ports must be within 1-65535; out of range: 70000"),
+    "firewall: port not an int": ("firewall", {"firewall_allowed_udp_ports": ["dns"]}, r"firewall_allowed_udp_ports.*int"),
+    "firewall: ssh source not an address": (
+        "firewall", {"firewall_ssh_allowed_sources": ["10.0.0.0/8", "office"]}, r"firewall_ssh_allowed_sources takes IPv4/IPv6.*not addresses: office",
+    ),
+    "firewall: ssh port out of range": ("firewall", {"firewall_ssh_port": 0}, r"out of range: 0.*firewall_ssh_port"),
+    "firewall: rollback window too short": ("firewall", {"firewall_rollback_seconds": 3}, r"firewall_rollback_seconds \(3\) must be 10 or more"),
+    "firewall: interface name too long": (
+        "firewall", {"firewall_trusted_interfaces": ["a-very-long-interface-name"]}, r"firewall_trusted_interfaces takes interface names",
+    ),
+    "ssh_hardening: root login yes": ("ssh_hardening", {"ssh_hardening_permit_root_login": "yes"}, r"ssh_hardening_permit_root_login.*one of"),
+    "ssh_hardening: max auth tries 0": ("ssh_hardening", {"ssh_hardening_max_auth_tries": 0}, r"ssh_hardening_max_auth_tries \(0\) must be 1 or more"),
+    "ssh_hardening: option keyword with a space": (
+        "ssh_hardening", {"ssh_hardening_options": {"Allow Groups": "ssh"}}, r"ssh_hardening_options takes \{Keyword: value\} pairs",
+    ),
+    "unattended_upgrades: reboot time not HH:MM": (
+        "unattended_upgrades", {"unattended_upgrades_reboot_time": "4am"}, r"unattended_upgrades_reboot_time=4am is not a time HH:MM",
+    ),
+    "unattended_upgrades: negative interval": (
+        "unattended_upgrades", {"unattended_upgrades_upgrade_days": -1}, r"unattended_upgrades_upgrade_days.*not negative",
+    ),
+    "unattended_upgrades: origin with a quote": (
+        "unattended_upgrades", {"unattended_upgrades_origins_patterns": ['origin=Debian";']},
+        r"unattended_upgrades_origins_patterns.*must not contain quotes",
+    ),
     # Weak operator-supplied secrets (the weak_secrets filter, first check of every preflight).
     "traefik: dashboard password placeholder": (
         "traefik", {"traefik_dashboard_password": "change-me"}, r"traefik_dashboard_password is a placeholder from an example",

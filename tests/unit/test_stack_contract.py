@@ -20,8 +20,8 @@ import yaml
 from ansible_collections.aistack.hosting.plugins.filter.aistack import traefik_routes
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYOUT = ["docker", "nvidia_toolkit", "postgres", "redis", "traefik", "n8n", "ollama", "comfyui",
-          "fastapi_celery", "monitoring"]
+LAYOUT = ["docker", "firewall", "ssh_hardening", "unattended_upgrades", "nvidia_toolkit", "postgres", "redis", "traefik", "n8n",
+          "ollama", "comfyui", "fastapi_celery", "monitoring"]
 COMPOSE_ROLES = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "fastapi_celery", "monitoring"]
 NETWORK = "aistack-contract-test"
 VARS = {

@@ -1,14 +1,22 @@
-"""Verify the docker role on real systemd hosts, installed and after uninstall.
+"""Verify the docker role on real systemd hosts, installed and after uninstall,
+and the host perimeter (firewall, ssh_hardening, unattended_upgrades) on them.
 
-The side_effect step uninstalls Docker and writes /etc/aistack-test-phase, so
-the second verify run checks that everything is gone (and foreign
-daemon.json keys survived even that).
+The side_effect step loads a firewall ruleset whose confirmation fails, then
+uninstalls Docker and writes /etc/aistack-test-phase, so the second verify run
+checks that the previous ruleset came back by itself and that everything
+Docker left is gone (and foreign daemon.json keys survived even that).
+
+Firewall probes go from the OTHER test host over the aistack-kit network
+(testinfra's docker backend), the way a client on the Internet would come in.
 """
 
 import json
+import re
+import shlex
 import time
 
 import pytest
+import testinfra
 
 MIRROR = "http://registry.kit.aistack.test:5000"
 FOREIGN = ["aistack.test=foreign-key"]
@@ -21,6 +29,41 @@ def phase(host) -> str:
 
 def daemon_json(host) -> dict:
     return json.loads(host.file("/etc/docker/daemon.json").content_string)
+
+
+HOSTS = ("aistack-docker-debian12", "aistack-docker-debian13")
+# firewall_allowed_tcp_ports in molecule.yml: 8080 (nginx, Docker-published) only on Debian 12.
+PUBLISHED_8080_ALLOWED = {"aistack-docker-debian12": True, "aistack-docker-debian13": False}
+ROLLBACK_SECONDS = 45  # firewall_rollback_seconds in molecule.yml
+
+
+def name_of(host) -> str:
+    return host.check_output("hostname")
+
+
+def prober(host):
+    """The other test host, the client every firewall probe comes from."""
+    (other,) = [name for name in HOSTS if name != name_of(host)]
+    return testinfra.get_host(f"docker://{other}")
+
+
+def connect(client, target: str, port: int) -> str:
+    """'open', 'dropped' (no answer: a firewall drop) or 'refused' (a host saying no)."""
+    script = ("import socket,sys\n"
+              "try:\n"
+              f"    socket.create_connection(({target!r}, {port}), timeout=3).close(); print('open')\n"
+              "except socket.timeout: print('dropped')\n"
+              "except ConnectionRefusedError: print('refused')\n")
+    return client.check_output(f"python3 -c {shlex.quote(script)}")
+
+
+def firewall_table(host) -> str:
+    return host.check_output("nft -s list table inet aistack_firewall")
+
+
+def tcp_ports(table: str) -> set[int]:
+    match = re.search(r"set tcp_ports \{[^}]*?elements = \{([^}]*)\}", table)
+    return {int(port) for port in match.group(1).replace(",", " ").split()} if match else set()
 
 
 @pytest.fixture()
@@ -126,6 +169,103 @@ class TestInstalled:
             assert "heal-stack: unhealthy" in journal and "restarting" in journal, journal[-500:]
         finally:
             host.run("docker rm -f " + " ".join(names))
+
+
+@pytest.mark.usefixtures("installed")
+class TestFirewall:
+    def test_listed_port_open_from_the_other_host(self, host):
+        assert connect(prober(host), name_of(host), 8000) == "open"
+
+    def test_unlisted_port_dropped_from_the_other_host(self, host):
+        # Something listens (the host would answer), the firewall drops it.
+        assert connect(host, "127.0.0.1", 9000) == "open"
+        assert connect(prober(host), name_of(host), 9000) == "dropped"
+
+    def test_docker_published_port_follows_the_list(self, host):
+        """Docker's DNAT bypasses INPUT: the forward-hook chain must drop 8080 where it is not listed."""
+        assert connect(host, "127.0.0.1", 8080) == "open"
+        want = "open" if PUBLISHED_8080_ALLOWED[name_of(host)] else "dropped"
+        assert connect(prober(host), name_of(host), 8080) == want
+
+    def test_own_table_only_docker_rules_intact(self, host):
+        table = firewall_table(host)
+        assert "policy drop;" in table and "ct status dnat" in table
+        assert "tcp dport 22 accept" in table
+        # Docker's NAT chain (and its DNAT for 8080) is still Docker's.
+        assert "8080" in host.check_output("iptables -t nat -S DOCKER")
+
+    def test_persisted_for_boot_and_no_rollback_pending(self, host):
+        unit = host.service("aistack-firewall.service")
+        assert unit.is_enabled and unit.is_running
+        ruleset = host.file("/etc/aistack/firewall/ruleset.nft")
+        assert ruleset.mode == 0o600
+        assert ruleset.content_string == host.file("/etc/aistack/firewall/candidate.nft").content_string
+        assert host.run("systemctl is-active aistack-firewall-rollback.timer").stdout.strip() != "active"
+        assert host.run("nft -c -f /etc/aistack/firewall/ruleset.nft").rc == 0
+
+    def test_rules_survive_a_docker_restart(self, host):
+        host.check_output("systemctl restart docker")
+        deadline = time.time() + 60
+        while connect(host, "127.0.0.1", 8080) != "open" and time.time() < deadline:
+            time.sleep(2)
+        assert connect(prober(host), name_of(host), 9000) == "dropped"
+        want = "open" if PUBLISHED_8080_ALLOWED[name_of(host)] else "dropped"
+        assert connect(prober(host), name_of(host), 8080) == want
+
+
+@pytest.mark.usefixtures("installed")
+class TestHostHardening:
+    def test_ssh_hardening_skipped_without_openssh_server(self, host):
+        assert not host.package("openssh-server").is_installed
+        assert not host.file("/etc/ssh/sshd_config.d/00-aistack-hardening.conf").exists
+
+    def test_unattended_upgrades_security_only(self, host):
+        assert host.package("unattended-upgrades").is_installed
+        dump = host.check_output("apt-config dump Unattended-Upgrade")
+        patterns = re.findall(r'Unattended-Upgrade::Origins-Pattern:: "([^"]*)"', dump)
+        assert patterns and all("Debian-Security" in p for p in patterns), patterns
+        assert 'Unattended-Upgrade::Automatic-Reboot "false";' in dump
+        assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:00";' in dump
+        periodic = host.check_output("apt-config dump APT::Periodic")
+        assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
+
+
+@pytest.mark.usefixtures("uninstalled")
+class TestFirewallRollback:
+    """side_effect loaded a candidate that also opens 9000 and failed its confirmation."""
+
+    def during(self, host) -> tuple[int, int, str, str]:
+        started, failed, task, table = host.file("/etc/aistack-test-firewall-during").content_string.split("\n", 3)
+        return int(started), int(failed), task, table
+
+    def test_the_unconfirmed_ruleset_was_live(self, host):
+        _, _, task, table = self.during(host)
+        assert task == "Confirm the new ruleset", task
+        assert 9000 in tcp_ports(table)
+
+    def test_previous_ruleset_came_back_by_itself_in_time(self, host):
+        started, failed, _, _ = self.during(host)
+        deadline = failed + ROLLBACK_SECONDS + 30
+        while 9000 in tcp_ports(firewall_table(host)) and time.time() < deadline:
+            time.sleep(2)
+        assert firewall_table(host).strip() == host.file("/etc/aistack-test-firewall-before").content_string.strip()
+        ran = host.check_output("journalctl -u aistack-firewall-rollback.service -o short-unix --no-pager")
+        stamps = [float(line.split()[0]) for line in ran.splitlines() if re.match(r"^[0-9.]+ ", line)]
+        assert stamps, ran
+        # Armed between `started` and `failed`; fires ROLLBACK_SECONDS later (AccuracySec=1s).
+        assert started + ROLLBACK_SECONDS - 2 <= stamps[0] <= failed + ROLLBACK_SECONDS + 5, (started, failed, ran)
+
+    def test_dropped_again_from_the_other_host(self, host):
+        deadline = time.time() + ROLLBACK_SECONDS + 30
+        while 9000 in tcp_ports(firewall_table(host)) and time.time() < deadline:
+            time.sleep(2)
+        assert connect(host, "127.0.0.1", 9000) == "open"
+        assert connect(prober(host), name_of(host), 9000) == "dropped"
+        assert connect(prober(host), name_of(host), 8000) == "open"
+
+    def test_boot_ruleset_is_still_the_confirmed_one(self, host):
+        assert 9000 not in tcp_ports(host.file("/etc/aistack/firewall/ruleset.nft").content_string)
+        assert host.run("systemctl is-active aistack-firewall-rollback.timer").stdout.strip() != "active"
 
 
 @pytest.mark.usefixtures("uninstalled")
