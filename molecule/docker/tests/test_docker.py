@@ -34,7 +34,6 @@ def daemon_json(host) -> dict:
 HOSTS = ("aistack-docker-debian12", "aistack-docker-debian13")
 # firewall_allowed_tcp_ports in molecule.yml: 8080 (nginx, Docker-published) only on Debian 12.
 PUBLISHED_8080_ALLOWED = {"aistack-docker-debian12": True, "aistack-docker-debian13": False}
-ROLLBACK_SECONDS = 45  # firewall_rollback_seconds in molecule.yml
 
 
 def name_of(host) -> str:
@@ -234,29 +233,31 @@ class TestHostHardening:
 class TestFirewallRollback:
     """side_effect loaded a candidate that also opens 9000 and failed its confirmation."""
 
-    def during(self, host) -> tuple[int, int, str, str]:
-        started, failed, task, table = host.file("/etc/aistack-test-firewall-during").content_string.split("\n", 3)
-        return int(started), int(failed), task, table
+    def during(self, host) -> tuple[int, int, str, int, str]:
+        """When the attempt started and failed, the task that failed, firewall_rollback_seconds, the table then."""
+        started, failed, task, seconds, table = host.file("/etc/aistack-test-firewall-during").content_string.split("\n", 4)
+        return int(started), int(failed), task, int(seconds), table
 
     def test_the_unconfirmed_ruleset_was_live(self, host):
-        _, _, task, table = self.during(host)
+        _, _, task, _, table = self.during(host)
         assert task == "Confirm the new ruleset", task
         assert 9000 in tcp_ports(table)
 
     def test_previous_ruleset_came_back_by_itself_in_time(self, host):
-        started, failed, _, _ = self.during(host)
-        deadline = failed + ROLLBACK_SECONDS + 30
+        started, failed, _, rollback_seconds, _ = self.during(host)
+        deadline = failed + rollback_seconds + 30
         while 9000 in tcp_ports(firewall_table(host)) and time.time() < deadline:
             time.sleep(2)
         assert firewall_table(host).strip() == host.file("/etc/aistack-test-firewall-before").content_string.strip()
         ran = host.check_output("journalctl -u aistack-firewall-rollback.service -o short-unix --no-pager")
         stamps = [float(line.split()[0]) for line in ran.splitlines() if re.match(r"^[0-9.]+ ", line)]
         assert stamps, ran
-        # Armed between `started` and `failed`; fires ROLLBACK_SECONDS later (AccuracySec=1s).
-        assert started + ROLLBACK_SECONDS - 2 <= stamps[0] <= failed + ROLLBACK_SECONDS + 5, (started, failed, ran)
+        # Armed between `started` and `failed`; fires rollback_seconds later (AccuracySec=1s).
+        assert started + rollback_seconds - 2 <= stamps[0] <= failed + rollback_seconds + 5, (started, failed, ran)
 
     def test_dropped_again_from_the_other_host(self, host):
-        deadline = time.time() + ROLLBACK_SECONDS + 30
+        _, failed, _, rollback_seconds, _ = self.during(host)
+        deadline = failed + rollback_seconds + 30
         while 9000 in tcp_ports(firewall_table(host)) and time.time() < deadline:
             time.sleep(2)
         assert connect(host, "127.0.0.1", 9000) == "open"
