@@ -178,6 +178,8 @@ def test_every_route_reaches_its_container_on_the_contract_network(rendered):
     n8n = traefik_routes(yaml.safe_load((rendered / "n8n.yml").read_text()))["http"]
     assert n8n["routers"]["n8n"]["middlewares"][0] == "n8n-allowlist" and "n8n-public" not in n8n["routers"]
     assert "n8n-allowlist" not in n8n["routers"]["n8n-webhook"]["middlewares"]
+    assert n8n["routers"]["n8n-webhook"]["rule"].startswith(
+        "Host(`n8n.contract.test`) && (PathPrefix(`/webhook/`) || PathPrefix(`/webhook-waiting/`) ||")
     assert n8n["middlewares"]["n8n-allowlist"] == {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}}
     # Traefik reaches each one by container name on the shared network (it has no Docker socket).
     assert {"http://aistack-n8n:5678", "http://aistack-n8n-webhook-1:5678", "http://aistack-ollama:11434",
