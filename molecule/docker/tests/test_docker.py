@@ -32,6 +32,8 @@ def daemon_json(host) -> dict:
 
 
 HOSTS = ("aistack-docker-debian12", "aistack-docker-debian13")
+# How late the rollback timer may fire on a loaded machine (seconds past firewall_rollback_seconds).
+LATE = 60
 # firewall_allowed_tcp_ports in molecule.yml: 8080 (nginx, Docker-published) only on Debian 12.
 PUBLISHED_8080_ALLOWED = {"aistack-docker-debian12": True, "aistack-docker-debian13": False}
 
@@ -245,19 +247,20 @@ class TestFirewallRollback:
 
     def test_previous_ruleset_came_back_by_itself_in_time(self, host):
         started, failed, _, rollback_seconds, _ = self.during(host)
-        deadline = failed + rollback_seconds + 30
+        deadline = failed + rollback_seconds + LATE
         while 9000 in tcp_ports(firewall_table(host)) and time.time() < deadline:
             time.sleep(2)
         assert firewall_table(host).strip() == host.file("/etc/aistack-test-firewall-before").content_string.strip()
         ran = host.check_output("journalctl -u aistack-firewall-rollback.service -o short-unix --no-pager")
         stamps = [float(line.split()[0]) for line in ran.splitlines() if re.match(r"^[0-9.]+ ", line)]
         assert stamps, ran
-        # Armed between `started` and `failed`; fires rollback_seconds later (AccuracySec=1s).
-        assert started + rollback_seconds - 2 <= stamps[0] <= failed + rollback_seconds + 5, (started, failed, ran)
+        # Armed between `started` and `failed`; fires rollback_seconds later (AccuracySec=1s), never
+        # earlier. On a saturated 2-core CI machine systemd dispatched it up to 21 s late.
+        assert started + rollback_seconds - 2 <= stamps[0] <= failed + rollback_seconds + LATE, (started, failed, ran)
 
     def test_dropped_again_from_the_other_host(self, host):
         _, failed, _, rollback_seconds, _ = self.during(host)
-        deadline = failed + rollback_seconds + 30
+        deadline = failed + rollback_seconds + LATE
         while 9000 in tcp_ports(firewall_table(host)) and time.time() < deadline:
             time.sleep(2)
         assert connect(host, "127.0.0.1", 9000) == "open"
