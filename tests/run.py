@@ -101,26 +101,45 @@ def main_site_packages() -> Path:
     return VENV_BIN.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
 
 
+def check_together(report: Report, checks: list[tuple[str, list[str], dict[str, str] | None]]) -> None:
+    """Run independent checks at the same time (ansible-lint is single-threaded and takes
+    minutes: two of them fill the two cores); print each one's output when it ends."""
+    procs = []
+    for name, cmd, env in checks:
+        print(f"$ {' '.join(cmd)}  (in parallel)", flush=True)
+        out = tempfile.TemporaryFile(mode="w+")
+        procs.append((name, subprocess.Popen(cmd, cwd=ROOT, env=env or env_with(), text=True,
+                                             stdout=out, stderr=subprocess.STDOUT), out, time.monotonic()))
+    for name, proc, out, start in procs:
+        rc = proc.wait()
+        seconds = time.monotonic() - start
+        out.seek(0)
+        print(f"----- {name}", flush=True)
+        print(out.read(), end="", flush=True)
+        out.close()
+        report.record(name, rc == 0, seconds)
+
+
 def stage_lint(report: Report) -> None:
     check(report, "lint: yamllint", [str(VENV_BIN / "yamllint"), "--strict", "."])
-    check(report, "lint: ansible-lint (production profile)", [str(VENV_BIN / "ansible-lint"), "--profile", "production"])
     check(report, "lint: argument_specs == defaults", [sys.executable, "tests/lint/argspec_parity.py", "roles"])
     for book in playbooks():
         rel = book.relative_to(ROOT)
         check(report, f"lint: syntax-check {rel}",
               [str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", "inventories/prod", str(rel)])
+    lints = [("lint: ansible-lint (production profile)", [str(VENV_BIN / "ansible-lint"), "--profile", "production"], None)]
     # The previous ansible-core line lints and parses every playbook and role too (meta/runtime.yml
     # claims >=2.18); the dependency collections come from the main venv's ansible package.
     bin_218 = venv_218(report, "lint (ansible-core 2.18)")
-    if bin_218 is None:
-        return
-    env = env_with(ANSIBLE_COLLECTIONS_PATH=f"{ensure_checkout_link()}{os.pathsep}{main_site_packages()}")
-    env["PATH"] = f"{bin_218}{os.pathsep}{env['PATH']}"
-    check(report, "lint: ansible-lint (production profile, ansible-core 2.18)",
-          [str(bin_218 / "ansible-lint"), "--profile", "production"], env=env)
-    check(report, "lint: syntax-check all playbooks (ansible-core 2.18)",
-          [str(bin_218 / "ansible-playbook"), "--syntax-check", "-i", "inventories/prod",
-           *[str(book.relative_to(ROOT)) for book in playbooks()]], env=env)
+    if bin_218 is not None:
+        env = env_with(ANSIBLE_COLLECTIONS_PATH=f"{ensure_checkout_link()}{os.pathsep}{main_site_packages()}")
+        env["PATH"] = f"{bin_218}{os.pathsep}{env['PATH']}"
+        check(report, "lint: syntax-check all playbooks (ansible-core 2.18)",
+              [str(bin_218 / "ansible-playbook"), "--syntax-check", "-i", "inventories/prod",
+               *[str(book.relative_to(ROOT)) for book in playbooks()]], env=env)
+        lints.append(("lint: ansible-lint (production profile, ansible-core 2.18)",
+                      [str(bin_218 / "ansible-lint"), "--profile", "production"], env))
+    check_together(report, lints)
 
 
 def venv_218(report: Report, what: str) -> Path | None:

@@ -294,6 +294,22 @@ def compose_env(values: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compose_files(specs: Iterable[Mapping[str, Any]], contents: Iterable[str], secret: bool = False) -> list[dict[str, Any]]:
+    """compose_apply's file specs joined with their rendered contents, for aistack.hosting.compose_project:
+    the entries whose `secret` flag equals `secret` (their content is hidden from every output)."""
+    specs, contents = list(specs or []), list(contents or [])
+    if len(specs) != len(contents):
+        raise ValueError(f"compose_files: {len(specs)} file specs but {len(contents)} rendered contents")
+    entries = []
+    for spec, content in zip(specs, contents):
+        if bool(spec.get("secret", False)) != secret:
+            continue
+        entry = {key: str(spec[key]) for key in ("owner", "group", "mode", "validate") if spec.get(key) not in (None, "")}
+        entry.update(dest=str(spec["dest"]), content=str(content))
+        entries.append(entry)
+    return entries
+
+
 def gpu_devices(gpus: Any, gpu_ready: bool = False) -> list[dict[str, Any]]:
     """Compose ``deploy.resources.reservations.devices`` for a role's ``<role>_gpus`` value.
 
@@ -355,4 +371,4 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
                 "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks,
-                "container_ip": container_ip}
+                "container_ip": container_ip, "compose_files": compose_files}

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, compose_env, gpu_devices, htpasswd, traefik_labels,
-                                                                 traefik_routes, weak_secrets, invalid_networks)
+                                                                 traefik_routes, weak_secrets, invalid_networks, compose_files)
 
 
 def test_apr1_matches_openssl():
@@ -196,3 +196,13 @@ def test_invalid_networks_and_allowlists_that_are_not_ranges():
     assert invalid_networks(["office", "10.0.0.0/33", "10.0.0.0/8"]) == ["office", "10.0.0.0/33"]
     with pytest.raises(ValueError, match=r"ip_allowlist entries \['office'\]"):
         traefik_labels("x", "x.example.com", 80, ip_allowlist=["office"])
+
+
+def test_compose_files_split_by_secret_flag():
+    specs = [{"src": "a.j2", "dest": "a.yml", "mode": "0644", "validate": "true %s"},
+             {"src": "b.j2", "dest": "b.conf", "owner": 999, "mode": "0600", "secret": True}]
+    assert compose_files(specs, ["A\n", "B\n"]) == [{"dest": "a.yml", "content": "A\n", "mode": "0644", "validate": "true %s"}]
+    assert compose_files(specs, ["A\n", "B\n"], secret=True) == [{"dest": "b.conf", "content": "B\n", "owner": "999", "mode": "0600"}]
+    assert compose_files([], []) == []
+    with pytest.raises(ValueError, match="2 file specs but 1 rendered"):
+        compose_files(specs, ["A\n"])

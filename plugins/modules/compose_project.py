@@ -1,0 +1,374 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: aistack.hosting contributors
+# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
+"""One Compose project in one round trip: files, validation, compose up, Traefik routes."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: compose_project
+short_description: Write a Compose project's files, validate them, bring it up and publish its routes in one call
+version_added: 0.2.0
+description:
+  - Replaces a chain of C(file), C(copy), C(template) and
+    M(community.docker.docker_compose_v2) tasks (one round trip each) with one
+    module run per project, so a run that changes nothing costs one round trip
+    and one C(docker compose up) per project.
+  - Writes the project directory O(dir) (mode 0750), its C(.env) (O(env), mode
+    0600), the configuration files (O(files) and O(secret_files)) and
+    C(compose.yml) (O(project), mode 0640), each only when its content, mode or
+    owner differs, through a temporary file in the same directory that is
+    validated (the file's O(files.validate) command; C(docker compose config -q)
+    for C(compose.yml)) before it replaces the old one.
+  - Then runs C(docker compose up -d --wait --remove-orphans) (images pulled
+    when missing). Compose recreates only the services whose definition or
+    environment changed; the module reports a change only when Compose
+    created, recreated, started, stopped or removed something.
+  - Once the project is healthy, writes O(routes) to O(routes_path) (Traefik's
+    file provider), or removes that file when O(routes) is empty.
+  - In check mode nothing is written or started; a change is predicted from
+    the files, and with unchanged files from C(docker compose up --dry-run).
+options:
+  name:
+    description: Compose project name.
+    type: str
+    required: true
+  dir:
+    description: Project directory (created, root, mode 0750).
+    type: path
+    required: true
+  env:
+    description: Content of the project's C(.env) file (may hold secrets, never shown).
+    type: str
+    default: ""
+  project:
+    description: Content of C(compose.yml).
+    type: str
+    required: true
+  files:
+    description: Configuration files without secrets (shown in diff mode).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      dest:
+        description: Path relative to O(dir).
+        type: str
+        required: true
+      content:
+        description: The file's content.
+        type: str
+        required: true
+      owner:
+        description: Owner (name or uid).
+        type: str
+        default: root
+      group:
+        description: Group (name or gid).
+        type: str
+        default: root
+      mode:
+        description: Octal mode, for example C("0644").
+        type: str
+        default: "0644"
+      validate:
+        description: Command run on the candidate file (C(%s) is its path) before it replaces the old one.
+        type: str
+  secret_files:
+    description: Configuration files that hold secrets; their content is never shown or diffed.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      dest:
+        description: Path relative to O(dir).
+        type: str
+        required: true
+      content:
+        description: The file's content.
+        type: str
+        required: true
+      owner:
+        description: Owner (name or uid).
+        type: str
+        default: root
+      group:
+        description: Group (name or gid).
+        type: str
+        default: root
+      mode:
+        description: Octal mode, for example C("0600").
+        type: str
+        default: "0600"
+      validate:
+        description: Command run on the candidate file (C(%s) is its path) before it replaces the old one.
+        type: str
+  wait_timeout:
+    description: Seconds C(docker compose up --wait) waits for every service to be running and healthy.
+    type: int
+    default: 300
+  routes:
+    description: Traefik dynamic configuration of the project's routes; empty removes O(routes_path).
+    type: str
+    default: ""
+  routes_path:
+    description: Where Traefik's file provider reads the project's routes.
+    type: path
+    required: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Nothing is written or started; files are compared and Compose is asked with C(--dry-run).
+  diff_mode:
+    support: partial
+    details: C(compose.yml), the routes and O(files) are diffed; C(.env) and O(secret_files) never.
+  platform:
+    platforms: posix
+requirements:
+  - Docker Engine with the Compose v2 plugin (C(docker compose)) on the host.
+author:
+  - aistack.hosting contributors (@aistack-hosting)
+"""
+
+EXAMPLES = r"""
+- name: Render, validate, bring up and route the project redis
+  aistack.hosting.compose_project:
+    name: redis
+    dir: /opt/aistack/redis
+    env: "REDISCLI_AUTH=...\n"
+    project: "{{ lookup('ansible.builtin.template', 'compose.yml.j2') }}"
+    secret_files:
+      - {dest: redis.conf, content: "{{ lookup('ansible.builtin.template', 'redis.conf.j2') }}", owner: "999", mode: "0600"}
+    routes_path: /opt/aistack/traefik/dynamic/routes-redis.yml
+  no_log: false
+"""
+
+RETURN = r"""
+files_changed:
+  description: Paths (relative to O(dir)) that were (or in check mode would be) written.
+  returned: always
+  type: list
+  elements: str
+  sample: [redis.conf, compose.yml]
+compose_changed:
+  description: Whether Compose created, recreated, started, stopped or removed something (or would).
+  returned: always
+  type: bool
+compose_events:
+  description: The Compose events that were changes, for example C(Container aistack-redis  Recreated).
+  returned: always
+  type: list
+  elements: str
+routes_changed:
+  description: Whether the routes file was written or removed (or would be).
+  returned: always
+  type: bool
+"""
+
+import grp
+import os
+import pwd
+import re
+import shlex
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+# Compose progress lines that mean something was done, not merely looked at
+# ("Running", "Waiting", "Healthy" are the no-op ones).
+CHANGE_EVENT = re.compile(r"^\s*(?:DRY-RUN MODE -\s+)?((?:Container|Network|Volume)\s+\S+\s+(?:Created|Recreated|Started|Stopped|Removed))\s*$")
+
+
+def _uid(owner: str) -> int:
+    return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+
+
+def _gid(group: str) -> int:
+    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+
+
+class Project:
+    def __init__(self, module: AnsibleModule):
+        self.module = module
+        self.params = module.params
+        self.dir = self.params["dir"]
+        self.check = module.check_mode
+        self.diffs: list[dict] = []
+        self.files_changed: list[str] = []
+
+    def docker_compose(self, *args: str, check_rc: bool = False) -> tuple[int, str]:
+        cmd = ["docker", "compose", "--ansi", "never", "--progress", "plain",
+               "--project-directory", self.dir, "-p", self.params["name"], *args]
+        rc, out, err = self.module.run_command(cmd, check_rc=check_rc)
+        return rc, (out + err)
+
+    def _current(self, path: str) -> tuple[str | None, tuple[int, int, int] | None]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                content = handle.read()
+            st = os.stat(path)
+            return content, (st.st_uid, st.st_gid, st.st_mode & 0o7777)
+        except FileNotFoundError:
+            return None, None
+        except UnicodeDecodeError:
+            st = os.stat(path)
+            return "", (st.st_uid, st.st_gid, st.st_mode & 0o7777)
+
+    def ensure_dir(self, path: str) -> None:
+        """The project directory: root, 0750 (other parents: created 0750 when missing)."""
+        if os.path.isdir(path):
+            st = os.stat(path)
+            if path == self.dir and (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (0, 0, 0o750):
+                self.files_changed.append(".")
+                if not self.check:
+                    os.chown(path, 0, 0)
+                    os.chmod(path, 0o750)
+            return
+        if path == self.dir:
+            self.files_changed.append(".")
+        if not self.check:
+            os.makedirs(path, mode=0o750, exist_ok=True)
+            os.chmod(path, 0o750)
+
+    def put(self, rel: str, content: str, owner: str, group: str, mode: str, validate: str | None, show: bool) -> None:
+        """Write one file when content, owner or mode differ; validate the candidate first."""
+        path = os.path.join(self.dir, rel)
+        want_meta = (_uid(owner), _gid(group), int(mode, 8))
+        have, have_meta = self._current(path)
+        if have == content and have_meta == want_meta:
+            return
+        self.files_changed.append(rel)
+        if show and have != content:
+            self.diffs.append({"before_header": path, "after_header": path,
+                               "before": have or "", "after": content})
+        if self.check:
+            return
+        self.ensure_dir(os.path.dirname(path))
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chown(tmp, want_meta[0], want_meta[1])
+            os.chmod(tmp, want_meta[2])
+            if validate:
+                if "%s" not in validate:
+                    self.module.fail_json(msg=f"validate of {rel} must contain %s: {validate}")
+                rc, out, err = self.module.run_command(shlex.split(validate.replace("%s", shlex.quote(tmp))))
+                if rc != 0:
+                    self.module.fail_json(msg=f"{rel} failed its validation ({validate}), the old file was kept",
+                                          rc=rc, stdout=out, stderr=err, files_changed=self.files_changed)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def apply_files(self) -> None:
+        p = self.params
+        self.ensure_dir(self.dir)
+        self.put(".env", p["env"], "root", "root", "0600", None, show=False)
+        for item in p["secret_files"]:
+            self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=False)
+        for item in p["files"]:
+            self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=True)
+        # Compose reads .env and the files beside it: validate compose.yml last, in place.
+        self.put("compose.yml", p["project"], "root", "root", "0640",
+                 f"docker compose --project-directory {shlex.quote(self.dir)} -f %s config -q", show=True)
+
+    def up(self) -> tuple[bool, list[str]]:
+        """docker compose up (or its dry run); whether anything changed, and what."""
+        if self.check:
+            if self.files_changed:
+                return True, []
+            rc, out = self.docker_compose("up", "--dry-run", "-d", "--remove-orphans")
+            if rc != 0:
+                # No project to dry-run against (first deploy): it would be created.
+                return True, []
+            events = [m.group(1) for m in map(CHANGE_EVENT.match, out.splitlines()) if m]
+            return bool(events), events
+        rc, out = self.docker_compose("up", "-d", "--wait", "--wait-timeout", str(self.params["wait_timeout"]),
+                                      "--remove-orphans", "--pull", "missing")
+        if rc != 0:
+            _, ps = self.docker_compose("ps", "-a", "--format", "table {{.Name}}\t{{.State}}\t{{.Status}}")
+            self.module.fail_json(
+                msg=f"docker compose up of {self.params['name']} failed or did not become healthy within "
+                    f"{self.params['wait_timeout']} s: {out.strip().splitlines()[-1] if out.strip() else rc}",
+                compose_output=out.splitlines()[-40:], compose_ps=ps.splitlines(), files_changed=self.files_changed)
+        events = [m.group(1) for m in map(CHANGE_EVENT.match, out.splitlines()) if m]
+        return bool(events), events
+
+    def routes(self) -> bool:
+        path, content = self.params["routes_path"], self.params["routes"]
+        have, have_meta = self._current(path)
+        if not content:
+            if have is None:
+                return False
+            if not self.check:
+                os.unlink(path)
+            self.diffs.append({"before_header": path, "after_header": path, "before": have, "after": ""})
+            return True
+        if have == content and have_meta == (0, 0, 0o600):
+            return False
+        if have != content:
+            self.diffs.append({"before_header": path, "after_header": path, "before": have or "", "after": content})
+        if not self.check:
+            parent = os.path.dirname(path)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, mode=0o750, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(content)
+            os.chmod(tmp, 0o600)  # basic-auth hashes
+            os.replace(tmp, path)
+        return True
+
+
+def main() -> None:
+    file_spec = {
+        "dest": {"type": "str", "required": True},
+        "content": {"type": "str", "required": True},
+        "owner": {"type": "str", "default": "root"},
+        "group": {"type": "str", "default": "root"},
+        "mode": {"type": "str", "default": "0644"},
+        "validate": {"type": "str"},
+    }
+    secret_spec = dict(file_spec, content={"type": "str", "required": True, "no_log": True},
+                       mode={"type": "str", "default": "0600"})
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "dir": {"type": "path", "required": True},
+            "env": {"type": "str", "default": "", "no_log": True},
+            "project": {"type": "str", "required": True},
+            "files": {"type": "list", "elements": "dict", "default": [], "options": file_spec},
+            "secret_files": {"type": "list", "elements": "dict", "default": [], "options": secret_spec},
+            "wait_timeout": {"type": "int", "default": 300},
+            "routes": {"type": "str", "default": ""},
+            "routes_path": {"type": "path", "required": True},
+        },
+        supports_check_mode=True,
+    )
+    project = Project(module)
+    project.apply_files()
+    compose_changed, events = project.up()
+    routes_changed = project.routes()
+    result = {
+        "changed": bool(project.files_changed) or compose_changed or routes_changed,
+        "files_changed": project.files_changed,
+        "compose_changed": compose_changed,
+        "compose_events": events,
+        "routes_changed": routes_changed,
+    }
+    if module._diff:
+        result["diff"] = project.diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""compose_project: files written only when they differ, validated first, Compose's events judged, routes kept.
+
+`docker` is a small stand-in on PATH that records its arguments and answers
+as Compose v2 does (`up` prints progress lines); the real Compose runs in
+every molecule scenario.
+"""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.aistack.hosting.plugins.modules import compose_project
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the module chowns files to root")
+
+FAKE_DOCKER = """#!/bin/sh
+echo "$@" >> "$FAKE_DOCKER_LOG"
+case "$*" in
+  *" config -q") [ -n "$FAKE_CONFIG_FAILS" ] && { echo "invalid compose file" >&2; exit 15; }; exit 0 ;;
+  *" up "*) printf '%b' "$FAKE_UP_OUTPUT" >&2; exit "${FAKE_UP_RC:-0}" ;;
+  *" ps "*) echo "NAME STATE STATUS"; exit 0 ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture()
+def docker(tmp_path, monkeypatch) -> Path:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(FAKE_DOCKER)
+    (bindir / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    log.write_text("")
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    monkeypatch.setenv("FAKE_UP_OUTPUT", " Container aistack-redis  Running\\n Container aistack-redis  Healthy\\n")
+    return log
+
+
+@pytest.fixture()
+def run(run_module, tmp_path, docker):
+    def runner(check_mode=False, **overrides) -> dict:
+        args = {
+            "name": "redis",
+            "dir": str(tmp_path / "opt" / "redis"),
+            "env": "REDISCLI_AUTH='the-redis-secret-value'\n",
+            "project": "services:\n  redis:\n    image: redis:8.0.2\n",
+            "files": [{"dest": "conf/plain.yml", "content": "plain: true\n"}],
+            "secret_files": [{"dest": "redis.conf", "content": "requirepass the-redis-secret-value\n", "mode": "0600"}],
+            "routes": "http:\n  routers: {}\n",
+            "routes_path": str(tmp_path / "opt" / "traefik" / "dynamic" / "routes-redis.yml"),
+            **overrides,
+        }
+        return run_module(compose_project, args, check_mode)
+    return runner
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_first_run_writes_everything_then_nothing_changes(run, tmp_path, docker):
+    first = run()
+    project = tmp_path / "opt" / "redis"
+    assert first["changed"] and not first["failed"]
+    assert first["files_changed"] == [".", ".env", "redis.conf", "conf/plain.yml", "compose.yml"]
+    assert mode(project) == 0o750 and mode(project / ".env") == 0o600 and mode(project / "compose.yml") == 0o640
+    assert mode(project / "redis.conf") == 0o600 and mode(project / "conf" / "plain.yml") == 0o644
+    assert mode(tmp_path / "opt/traefik/dynamic/routes-redis.yml") == 0o600
+    assert "up -d --wait --wait-timeout 300 --remove-orphans --pull missing" in docker.read_text()
+    second = run()
+    assert not second["changed"] and second["files_changed"] == [] and not second["compose_changed"]
+    assert not second["routes_changed"]
+
+
+def test_compose_events_decide_the_change(run, monkeypatch):
+    run()
+    monkeypatch.setenv("FAKE_UP_OUTPUT", " Container aistack-redis  Recreate\\n Container aistack-redis  Recreated\\n"
+                                         " Container aistack-redis  Starting\\n Container aistack-redis  Started\\n")
+    result = run()
+    assert result["changed"] and result["compose_changed"] and result["files_changed"] == []
+    assert result["compose_events"] == ["Container aistack-redis  Recreated", "Container aistack-redis  Started"]
+
+
+def test_secrets_never_in_the_result_nor_diffed(run_module, run, tmp_path):
+    result = run()
+    assert "the-redis-secret-value" not in repr(result)
+    (tmp_path / "opt/redis/redis.conf").write_text("edited by hand\n")
+    args = {"name": "redis", "dir": str(tmp_path / "opt" / "redis"), "env": "A='the-redis-secret-value'\n",
+            "project": "services: {}\n", "routes_path": str(tmp_path / "r.yml"),
+            "secret_files": [{"dest": "redis.conf", "content": "requirepass the-redis-secret-value\n"}],
+            "_ansible_diff": True}
+    diffed = run_module(compose_project, args, True)
+    assert "redis.conf" in diffed["files_changed"] and ".env" in diffed["files_changed"]
+    assert "the-redis-secret-value" not in repr(diffed)
+    diffed_files = [d["after_header"].rsplit("/", 1)[-1] for d in diffed["diff"]]
+    assert "compose.yml" in diffed_files and "redis.conf" not in diffed_files and ".env" not in diffed_files
+
+
+def test_a_file_that_fails_validation_keeps_the_old_one(run, tmp_path, monkeypatch):
+    run()
+    compose = tmp_path / "opt/redis/compose.yml"
+    before = compose.read_text()
+    monkeypatch.setenv("FAKE_CONFIG_FAILS", "1")
+    result = run(project="services:\n  redis: {image: [not, valid]}\n")
+    assert result["failed"] and "compose.yml failed its validation" in result["msg"]
+    assert compose.read_text() == before
+    assert not [p for p in compose.parent.iterdir() if p.name.startswith(".compose.yml.")]
+
+
+def test_own_validate_command_runs_on_the_candidate(run, tmp_path):
+    result = run(files=[{"dest": "plain.json", "content": "{not json", "validate": "python3 -m json.tool %s"}])
+    assert result["failed"] and "plain.json failed its validation" in result["msg"]
+    assert not (tmp_path / "opt/redis/plain.json").exists()
+
+
+def test_check_mode_writes_nothing_and_predicts_the_change(run, tmp_path, docker):
+    result = run(check_mode=True)
+    assert result["changed"] and result["compose_changed"] and result["routes_changed"]
+    assert not (tmp_path / "opt").exists()
+    assert " up " not in docker.read_text()
+
+
+def test_check_mode_dry_run_sees_drift_of_unchanged_files(run, monkeypatch, docker):
+    run()
+    monkeypatch.setenv("FAKE_UP_OUTPUT", " DRY-RUN MODE -  Container aistack-redis  Starting\\n"
+                                         " DRY-RUN MODE -  Container aistack-redis  Started\\n")
+    result = run(check_mode=True)
+    assert result["changed"] and result["files_changed"] == []
+    assert result["compose_events"] == ["Container aistack-redis  Started"]
+    assert "up --dry-run -d --remove-orphans" in docker.read_text()
+
+
+def test_failed_up_reports_compose_and_keeps_routes_unpublished(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_UP_OUTPUT", " Container aistack-redis  Started\\ncontainer aistack-redis is unhealthy\\n")
+    monkeypatch.setenv("FAKE_UP_RC", "1")
+    result = run(wait_timeout=5)
+    assert result["failed"] and "did not become healthy within 5 s" in result["msg"]
+    assert "container aistack-redis is unhealthy" in result["msg"]
+    assert not (tmp_path / "opt/traefik/dynamic/routes-redis.yml").exists()
+
+
+def test_empty_routes_remove_the_file(run, tmp_path):
+    run()
+    routes = tmp_path / "opt/traefik/dynamic/routes-redis.yml"
+    assert routes.exists()
+    result = run(routes="")
+    assert result["changed"] and result["routes_changed"] and not routes.exists()
+    assert not run(routes="")["changed"]
