@@ -1,12 +1,13 @@
 # Entry points. A fresh Debian 12 machine needs only `make demo` or `make test`.
 PY := .venv/bin/python
 
-.PHONY: help setup kit demo demo-clean test lint unit sanity molecule clean
+.PHONY: help setup kit demo demo-clean bench test lint unit sanity molecule clean
 
 help:
 	@echo "make demo       set up, start a disposable systemd host container, run site.yml -i inventories/demo against it"
 	@echo "make test       set up and run the whole suite (lint, unit, collection artifact, molecule); ends with 'N passed, N failed'"
 	@echo "make lint|unit|sanity|molecule   one stage of the suite (sanity: ansible-test 2.19+2.18, galaxy-importer, antsibull-docs)"
+	@echo "make bench      after make demo: time no-op/--tags/--check runs and n8n webhook throughput on the demo host"
 	@echo "make demo-clean remove the demo host; make clean also removes the image kit"
 
 setup:
@@ -20,6 +21,9 @@ demo: kit
 
 demo-clean:
 	@$(PY) scripts/demo.py down
+
+bench: setup
+	@$(PY) benchmarks/run.py
 
 test: kit
 	@$(PY) tests/run.py

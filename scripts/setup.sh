@@ -33,7 +33,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip 2>/dev/null
   .venv/bin/pip install -q -r requirements.txt -r requirements-test.txt 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c 'import ansible, molecule, testinfra, fastapi.testclient, celery, sqlalchemy'
+  .venv/bin/python -c 'import ansible, molecule, testinfra, xdist, fastapi.testclient, celery, sqlalchemy'
   echo "$want" > "$stamp"
 fi
 # The checkout as collection aistack.hosting (collections/ansible_collections/aistack/hosting -> ../../..),

@@ -37,7 +37,7 @@ LOGS = ROOT / ".cache" / "logs"
 # The one molecule test sequence (and the settings every scenario shares).
 MOLECULE_BASE = ROOT / ".config" / "molecule" / "config.yml"
 # Paths that must never ship in the Galaxy artifact.
-NOT_IN_ARTIFACT = ("molecule/", "tests/", ".ci/", "collections/", ".venv/", ".cache/")
+NOT_IN_ARTIFACT = ("molecule/", "tests/", ".ci/", "collections/", ".venv/", ".cache/", "benchmarks/")
 RECAP = re.compile(r"([\w.-]+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -182,11 +182,13 @@ def junit_skips(path: Path) -> list[tuple[str, str]]:
     return skips
 
 
-def pytest_check(report: Report, name: str, python: Path, args: list[str], junit: Path) -> bool:
+def pytest_check(report: Report, name: str, python: Path, args: list[str], junit: Path,
+                 env: dict[str, str] | None = None) -> bool:
     """Run pytest with a junit report; fail on a non-zero exit or any skip not in ALLOWED_UNIT_SKIPS."""
     start = time.monotonic()
     junit.unlink(missing_ok=True)
-    proc = run([str(python), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={junit}", *args])
+    proc = run([str(python), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={junit}", *args],
+               env=env)
     # pytest exits 5 when it collected nothing: that is a failure here too.
     ok = proc.returncode == 0 and junit.exists()
     unexpected = [f"{test} ({reason})" for test, reason in (junit_skips(junit) if junit.exists() else [])
@@ -203,13 +205,16 @@ def plugin_unit_tests() -> list[str]:
 
 def stage_unit(report: Report) -> None:
     ensure_checkout_link()
-    pytest_check(report, "unit: pytest tests/unit (ansible-core 2.19)", Path(sys.executable), ["tests/unit"],
-                 CACHE / "junit-unit.xml")
+    # Most of the time is ansible-playbook runs (one per bad-input case): one pytest worker per core.
+    pytest_check(report, "unit: pytest tests/unit (ansible-core 2.19)", Path(sys.executable),
+                 ["-n", str(min(4, os.cpu_count() or 1)), "tests/unit"], CACHE / "junit-unit.xml")
     bin_218 = venv_218(report, "unit: plugin tests (ansible-core 2.18)")
     if bin_218 is None:
         return
+    # As in lint: the 2.18 venv has ansible-core only; community.docker comes from the main venv.
     pytest_check(report, "unit: plugin tests (ansible-core 2.18)", bin_218 / "python", plugin_unit_tests(),
-                 CACHE / "junit-unit-2.18.xml")
+                 CACHE / "junit-unit-2.18.xml",
+                 env=env_with(ANSIBLE_COLLECTIONS_PATH=f"{ensure_checkout_link()}{os.pathsep}{main_site_packages()}"))
 
 
 def stage_sanity(report: Report) -> None:

@@ -94,7 +94,8 @@ def render(tmp_path: Path, extra: dict, drop: tuple[str, ...] = ()) -> Path:
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAYBOOK.format(roles=json.dumps([f"aistack.hosting.{r}" for r in LAYOUT]), root=ROOT,
                                         out=out, compose_roles=json.dumps(COMPOSE_ROLES)))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join(
+               [str(ROOT / "collections"), *filter(None, [os.environ.get("ANSIBLE_COLLECTIONS_PATH")])]),
            "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_NOCOLOR": "1"}
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook),

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Operations benchmark on the demo host: `make bench` (after `make demo`).
+
+Prints one table: a no-op full run of site.yml, a no-op `--tags n8n`, a
+`--check` run, a converge of the stopped stack against a plain
+`docker compose up -d --wait` of the same rendered files, and n8n's webhook
+throughput (requests/s, p50, p99) at fixed concurrency. Not a timed test:
+figures depend on the machine; docs/performance.md keeps the latest ones.
+
+The load generator runs INSIDE the demo host and talks to Traefik on the
+host's loopback (127.0.0.1:443, SNI as a browser sends it): nothing leaves
+the machine and it stops after a fixed number of seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+HOST = "aistack-demo"
+RECAP = re.compile(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)")
+# Start order of the projects (dependencies first), as the gpu_host layout applies them.
+PROJECTS = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "fastapi_celery", "monitoring"]
+
+LOAD = r'''
+import http.client, json, socket, ssl, sys, threading, time
+host, path, clients, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+assert 1 <= clients <= 64 and 1 <= seconds <= 120, "bounded load only"
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+
+class Loopback(http.client.HTTPSConnection):
+    # Traefik on this host's loopback, with the SNI and Host a browser would send.
+    def connect(self):
+        self.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=30), server_hostname=host)
+
+body = json.dumps({"message": "bench"}).encode()
+lat, errors, lock = [], [0], threading.Lock()
+end = time.monotonic() + seconds
+def client():
+    conn = None
+    while time.monotonic() < end:
+        try:
+            if conn is None:
+                conn = Loopback(host, 443, timeout=30)
+            start = time.monotonic()
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            resp = conn.getresponse(); resp.read()
+            took = time.monotonic() - start
+            with lock:
+                if resp.status == 200:
+                    lat.append(took)
+                else:
+                    errors[0] += 1
+        except Exception:
+            with lock:
+                errors[0] += 1
+            conn = None
+threads = [threading.Thread(target=client) for _ in range(clients)]
+began = time.monotonic()
+[t.start() for t in threads]; [t.join() for t in threads]
+wall = time.monotonic() - began
+lat.sort()
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+print(json.dumps({"ok": len(lat), "errors": errors[0], "rps": len(lat) / wall, "p50": pick(0.5), "p99": pick(0.99)}))
+'''
+
+
+def sh(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, **kwargs)
+
+
+def playbook(*extra: str) -> tuple[float, str]:
+    """Run site.yml against the demo inventory; seconds and a recap summary."""
+    start = time.monotonic()
+    proc = sh([str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo", *extra])
+    seconds = time.monotonic() - start
+    found = RECAP.search(proc.stdout)
+    if proc.returncode != 0 or not found:
+        print(proc.stdout[-3000:], proc.stderr[-2000:], sep="\n")
+        raise SystemExit(f"bench: ansible-playbook {' '.join(extra)} failed (rc {proc.returncode})")
+    ok, changed, _, _, skipped = (int(n) for n in found.groups())
+    return seconds, f"{changed} changed, {ok} ok, {skipped} skipped"
+
+
+def in_host(script: str) -> subprocess.CompletedProcess:
+    return sh(["docker", "exec", HOST, "bash", "-c", script], check=True)
+
+
+def compose_all(action: str) -> float:
+    """`docker compose <action>` of every project on the host, in order; seconds."""
+    projects = [p for p in PROJECTS if in_host(f"test -f /opt/aistack/{p}/compose.yml && echo y || true").stdout.strip()]
+    order = projects if action == "up" else list(reversed(projects))
+    args = "up -d --wait --wait-timeout 600" if action == "up" else "stop"
+    start = time.monotonic()
+    for name in order:
+        in_host(f"cd /opt/aistack/{name} && docker compose -p {name} {args} >/dev/null 2>&1")
+    return time.monotonic() - start
+
+
+def load(host: str, path: str, clients: int, seconds: int) -> dict:
+    proc = sh(["docker", "exec", "-i", HOST, "python3", "-", host, path, str(clients), str(seconds)],
+              input=LOAD, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=20, help="length of each load run (default 20)")
+    parser.add_argument("--clients", type=int, nargs="*", default=[8, 32], help="concurrencies (default 8 32)")
+    parser.add_argument("--skip-converge", action="store_true", help="leave out the stop-and-converge comparison")
+    args = parser.parse_args()
+    if sh(["docker", "inspect", HOST]).returncode != 0:
+        raise SystemExit(f"bench: no {HOST} host; run `make demo` first")
+    rows: list[tuple[str, str, str]] = []
+    playbook()  # warm the fact cache and settle anything a previous run left
+    for label, extra in (("full no-op re-run of site.yml", ()), ("--tags n8n no-op", ("--tags", "n8n")),
+                         ("--check on the converged host", ("--check",))):
+        seconds, recap = playbook(*extra)
+        rows.append((label, f"{seconds:.0f} s", recap))
+        print(f"bench: {label}: {seconds:.1f} s ({recap})", flush=True)
+    if not args.skip_converge:
+        compose_all("stop")
+        plain = compose_all("up")
+        rows.append(("plain docker compose up -d --wait, every project (stopped stack)", f"{plain:.0f} s", ""))
+        compose_all("stop")
+        seconds, recap = playbook()
+        rows.append(("site.yml on the same stopped stack", f"{seconds:.0f} s",
+                     f"{recap}; {seconds / plain:.2f}x the plain compose up"))
+        print(f"bench: converge {seconds:.1f} s vs plain {plain:.1f} s", flush=True)
+    for clients in args.clients:
+        result = load("n8n.demo.aistack.test", "/webhook/app-roundtrip", clients, args.seconds)
+        rows.append((f"n8n webhook (demo workflow), {clients} clients, {args.seconds} s",
+                     f"{result['rps']:.1f} req/s",
+                     f"p50 {result['p50'] * 1000:.0f} ms, p99 {result['p99'] * 1000:.0f} ms, "
+                     f"{result['ok']} ok, {result['errors']} errors"))
+        print(f"bench: {clients} clients: {result}", flush=True)
+    cpus = sh(["nproc"]).stdout.strip()
+    print(f"\n| what (demo host, {cpus} CPUs, community.docker.docker connection) | time / rate | notes |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {' | '.join(row)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
