@@ -347,7 +347,8 @@ def main() -> None:
             "env": {"type": "str", "default": "", "no_log": True},
             "project": {"type": "str", "required": True},
             "files": {"type": "list", "elements": "dict", "default": [], "options": file_spec},
-            "secret_files": {"type": "list", "elements": "dict", "default": [], "options": secret_spec},
+            # Not a secret itself (paths, modes); each content is no_log above.
+            "secret_files": {"type": "list", "elements": "dict", "default": [], "options": secret_spec, "no_log": False},
             "wait_timeout": {"type": "int", "default": 300},
             "routes": {"type": "str", "default": ""},
             "routes_path": {"type": "path", "required": True},
