@@ -21,7 +21,7 @@ description:
     0600), the configuration files (O(files) and O(secret_files)) and
     C(compose.yml) (O(project), mode 0640), each only when its content, mode or
     owner differs, through a temporary file in the same directory that is
-    validated (the file's O(files.validate) command; C(docker compose config -q)
+    validated (the file's O(files[].validate) command; C(docker compose config -q)
     for C(compose.yml)) before it replaces the old one.
   - Then runs C(docker compose up -d --wait --remove-orphans) (images pulled
     when missing). Compose recreates only the services whose definition or
@@ -295,7 +295,7 @@ class Project:
         rc, out = self.docker_compose("up", "-d", "--wait", "--wait-timeout", str(self.params["wait_timeout"]),
                                       "--remove-orphans", "--pull", "missing")
         if rc != 0:
-            _, ps = self.docker_compose("ps", "-a", "--format", "table {{.Name}}\t{{.State}}\t{{.Status}}")
+            ps = self.docker_compose("ps", "-a", "--format", "table {{.Name}}\t{{.State}}\t{{.Status}}")[1]
             self.module.fail_json(
                 msg=f"docker compose up of {self.params['name']} failed or did not become healthy within "
                     f"{self.params['wait_timeout']} s: {out.strip().splitlines()[-1] if out.strip() else rc}",
