@@ -87,6 +87,15 @@ def htpasswd(password: str, user: str, scheme: str = "bcrypt") -> str:
     raise ValueError(f"htpasswd: scheme {scheme!r} must be bcrypt or apr1")
 
 
+def bcrypt_password(password: str, user: str) -> str:
+    """A `$2a$10$` bcrypt hash of an account's password (n8n's N8N_INSTANCE_OWNER_PASSWORD_HASH), with a
+    salt derived from password and user: re-runs render the same hash, so nothing restarts for it."""
+    if not password:
+        raise ValueError("bcrypt_password: the password is empty")
+    mac = hmac.new(password.encode(), f"aistack-bcrypt:{user}".encode(), hashlib.sha256).digest()
+    return "$2a$" + bcrypt_hash(password, mac[:16])[4:]
+
+
 # Above any rule-length priority Traefik computes for the stack's own routers.
 DENY_PRIORITY = 10000
 LOGIN_PRIORITY = 9000
@@ -371,4 +380,5 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
                 "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks,
-                "container_ip": container_ip, "compose_files": compose_files}
+                "container_ip": container_ip, "compose_files": compose_files,
+                "bcrypt_password": bcrypt_password}

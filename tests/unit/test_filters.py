@@ -5,7 +5,8 @@ import subprocess
 import pytest
 
 from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, compose_env, gpu_devices, htpasswd, traefik_labels,
-                                                                 traefik_routes, weak_secrets, invalid_networks, compose_files)
+                                                                 traefik_routes, weak_secrets, invalid_networks, compose_files,
+                                                                 bcrypt_password)
 
 
 def test_apr1_matches_openssl():
@@ -206,3 +207,15 @@ def test_compose_files_split_by_secret_flag():
     assert compose_files([], []) == []
     with pytest.raises(ValueError, match="2 file specs but 1 rendered"):
         compose_files(specs, ["A\n"])
+
+
+def test_bcrypt_password_is_stable_checkable_and_per_account():
+    bcrypt = pytest.importorskip("bcrypt")
+    hashed = bcrypt_password("Owner-Passw0rd", "owner@example.test")
+    assert hashed.startswith("$2a$10$") and len(hashed) == 60
+    assert hashed == bcrypt_password("Owner-Passw0rd", "owner@example.test")
+    assert bcrypt.checkpw(b"Owner-Passw0rd", hashed.encode())
+    assert not bcrypt.checkpw(b"owner-passw0rd", hashed.encode())
+    assert hashed != bcrypt_password("Owner-Passw0rd", "other@example.test")
+    with pytest.raises(ValueError, match="empty"):
+        bcrypt_password("", "owner@example.test")

@@ -24,6 +24,9 @@ PLAYBOOK = """
     - "aistack.hosting.{{ role_under_test }}"
 """
 
+# What railway_n8n needs before its later checks run (stand-ins for Vault values).
+RAILWAY_OK = {"railway_n8n_token": "t", "railway_n8n_encryption_key": "k" * 32,
+              "railway_n8n_owner_email": "owner@example.test", "railway_n8n_owner_password": "Owner-Passw0rd-1"}
 CASES = {
     "docker: unknown install source": ("docker", {"docker_install_source": "snap"}, r"docker_install_source.*(one of|official)"),
     "docker: daemon options not a dict": ("docker", {"docker_daemon_options": "log-driver=journald"}, r"docker_daemon_options.*dict"),
@@ -80,6 +83,9 @@ CASES = {
     "n8n: editor allow-list entry not a range": (
         "n8n", {"n8n_editor_ip_allowlist": ["10.0.0.0/8", "office"]}, r"n8n_editor_ip_allowlist: office\s+are not IP addresses or CIDR"),
     "n8n: editor allow-list not a list": ("n8n", {"n8n_editor_ip_allowlist": {"office": "10.0.0.0/8"}}, r"n8n_editor_ip_allowlist.*list"),
+    "n8n: owner from the environment on an n8n before 2.17": (
+        "n8n", {"n8n_version": "2.16.0", "n8n_mode": "regular"}, r"n8n_owner_managed_by_env is true but n8n_version=2.16.0 predates"),
+    "n8n: owner_managed_by_env not a bool": ("n8n", {"n8n_owner_managed_by_env": "sometimes"}, r"n8n_owner_managed_by_env.*bool"),
     "n8n: negative workers": ("n8n", {"n8n_workers": -1}, r"n8n_workers \(-1\).*must be >= 0"),
     "n8n: webhook processors in regular mode": ("n8n", {"n8n_mode": "regular", "n8n_webhook_processors": 2}, r"webhook processors need n8n_mode: queue"),
     "n8n: queue mode without redis": ("n8n", {}, r"n8n_mode is 'queue' but Redis is neither part of this play"),
@@ -183,13 +189,18 @@ CASES = {
         "railway_n8n", {"railway_n8n_token": "t"}, r"railway_n8n_encryption_key is empty.*only other copy\s+would be on Railway's volume",
     ),
     "railway_n8n: unpinned image": (
-        "railway_n8n", {"railway_n8n_token": "t", "railway_n8n_encryption_key": "k" * 32, "railway_n8n_image": "n8nio/n8n:latest"},
+        "railway_n8n", {**RAILWAY_OK, "railway_n8n_image": "n8nio/n8n:latest"},
         r"railway_n8n_image\s+\(n8nio/n8n:latest\) an image with a pinned tag",
     ),
     "railway_n8n: no workers": (
-        "railway_n8n", {"railway_n8n_token": "t", "railway_n8n_encryption_key": "k" * 32, "railway_n8n_workers": 0},
+        "railway_n8n", {**RAILWAY_OK, "railway_n8n_workers": 0},
         r"railway_n8n_workers \(0\) must be >= 1",
     ),
+    "railway_n8n: no owner (the first visitor would claim n8n)": (
+        "railway_n8n", {"railway_n8n_token": "t", "railway_n8n_encryption_key": "k" * 32},
+        r"n8n on Railway needs railway_n8n_owner_email and railway_n8n_owner_password"),
+    "railway_n8n: n8n too old to create its owner at startup": (
+        "railway_n8n", {**RAILWAY_OK, "railway_n8n_image": "n8nio/n8n:2.16.3"}, r"needs n8n 2.17 or later"),
     "railway_n8n: queue mode not a bool": ("railway_n8n", {"railway_n8n_queue_mode": "sometimes"}, r"railway_n8n_queue_mode.*bool"),
     # The machines running these tests have no GPU.
     "nvidia_toolkit: required without a GPU": (

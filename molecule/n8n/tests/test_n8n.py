@@ -251,6 +251,21 @@ class TestEdge:
         # through Traefik every second since before the first converge.
         assert_owner_never_claimed(host)
 
+    def test_n8n_created_its_owner_at_startup_main_process_only(self, host):
+        """N8N_INSTANCE_OWNER_* (owner.env, 0600) reach the main process only; n8n made the owner itself."""
+        owner_env = host.file("/opt/aistack/n8n/owner.env")
+        assert owner_env.mode == 0o600 and owner_env.user == "root"
+        assert "Molecule-Owner-Passw0rd" not in owner_env.content_string  # the bcrypt hash only
+
+        def env(name: str) -> dict:
+            rows = json.loads(host.check_output(f"docker inspect --format '{{{{json .Config.Env}}}}' {name}"))
+            return dict(row.split("=", 1) for row in rows)
+        main = env("aistack-n8n")
+        assert main["N8N_INSTANCE_OWNER_MANAGED_BY_ENV"] == "true"
+        assert main["N8N_INSTANCE_OWNER_EMAIL"] == "owner@aistack.test"
+        assert main["N8N_INSTANCE_OWNER_PASSWORD_HASH"].startswith("$2a$10$")
+        assert "N8N_INSTANCE_OWNER_PASSWORD_HASH" not in env("aistack-n8n-worker-1")
+
     def test_metrics_and_owner_setup_are_internal_only(self, host, pebble_root):
         ip = container_ip(host, "aistack-n8n")
         status, body = get_direct(host, ip, "/metrics")

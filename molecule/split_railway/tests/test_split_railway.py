@@ -29,6 +29,8 @@ FAKE = "http://127.0.0.1:18787"
 TOKEN = "molecule"
 PROJECT = "aistack-molecule"
 ENCRYPTION_KEY = "molecule-n8n-encryption-key-0123456789"
+OWNER_EMAIL = "owner@split.aistack.test"
+OWNER_PASSWORD = "Molecule-Railway-Owner-1"
 DOMAIN = "n8n-production.up.railway.app"
 # What one converge from nothing sends, in order; re-runs and --check runs add nothing.
 FIRST_RUN_MUTATIONS = [
@@ -122,6 +124,16 @@ class TestRailwaySide:
         assert variables["N8N_PORT"] == "5678"
         assert variables["N8N_ENCRYPTION_KEY"] == ENCRYPTION_KEY
         assert "EXECUTIONS_MODE" not in variables  # regular mode: no Redis, no workers
+
+    def test_n8n_creates_its_owner_at_first_start(self, railway):
+        """Nobody can claim the public domain: n8n creates the owner before it serves (N8N_INSTANCE_OWNER_*)."""
+        bcrypt = pytest.importorskip("bcrypt")
+        variables = railway["variables"]
+        assert variables["N8N_INSTANCE_OWNER_MANAGED_BY_ENV"] == "true"
+        assert variables["N8N_INSTANCE_OWNER_EMAIL"] == OWNER_EMAIL
+        hashed = variables["N8N_INSTANCE_OWNER_PASSWORD_HASH"]
+        assert hashed.startswith("$2a$10$") and bcrypt.checkpw(OWNER_PASSWORD.encode(), hashed.encode())
+        assert OWNER_PASSWORD not in json.dumps(variables)
 
     def test_one_volume_at_n8n_home(self, railway):
         assert len(railway["volumes"]) == 1, railway["volumes"]
