@@ -48,13 +48,23 @@ def created_at(host, container: str) -> float:
 
 def assert_owner_never_claimed(host, container: str = "aistack-n8n") -> None:
     """Read the owner-claim prober's log (molecule/shared/owner_claim_probe.py, started by the
-    shared prepare before the first converge): it ran before n8n existed, and every HTTP answer
-    it ever got was the deny router's 404 (n8n never saw the request)."""
+    shared prepare before the first converge): it ran before n8n existed; every HTTP answer it
+    ever got through the edge was the deny router's 404 (n8n never saw the request); and n8n
+    itself, asked directly on the stack network from the first request it ever answered,
+    refused every claim (400: the owner it creates at startup already existed)."""
     lines = [line.split() for line in host.file("/var/log/aistack-owner-probe.log").content_string.splitlines()]
     assert len(lines) >= 60, lines[-5:]
     assert int(lines[0][0]) < created_at(host, container), "the prober started after n8n"
-    answers = {outcome for _, outcome in lines if not outcome.startswith("error:")}
+    answers = {edge for _, edge, _ in lines if not edge.startswith("error:")}
     assert answers == {"404"}, sorted(answers)
+    direct = [outcome.removeprefix("direct:") for _, _, outcome in lines]
+    answered = [outcome for outcome in direct if not outcome.startswith("error:")]
+    assert answered, "n8n never answered the direct claim"
+    assert direct[0].startswith("error:"), "the prober did not start before n8n answered"
+    # While n8n starts it answers "starting" (its placeholder page), then 404 until its REST
+    # routes are mounted: neither is a claim. A 200 from the routes would be one.
+    assert "200" not in answered, "n8n let the prober claim its owner: " + str(sorted(set(answered)))
+    assert "400" in answered and set(answered) <= {"starting", "404", "400"}, sorted(set(answered))
 
 
 def assert_rate_limited_at_the_edge(answers: list, passed_status: int, burst: int = 10) -> None:
