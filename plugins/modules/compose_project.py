@@ -178,6 +178,7 @@ import shlex
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_atomically
 
 # Compose progress lines that mean something was done, not merely looked at
 # ("Running", "Waiting", "Healthy" are the no-op ones).
@@ -318,14 +319,8 @@ class Project:
         if have != content:
             self.diffs.append({"before_header": path, "after_header": path, "before": have or "", "after": content})
         if not self.check:
-            parent = os.path.dirname(path)
-            if not os.path.isdir(parent):
-                os.makedirs(parent, mode=0o750, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(content)
-            os.chmod(tmp, 0o600)  # basic-auth hashes
-            os.replace(tmp, path)
+            os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
+            write_atomically(path, content, 0o600)  # basic-auth hashes
         return True
 
 
