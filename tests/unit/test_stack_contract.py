@@ -134,7 +134,8 @@ KEYS = ["aistack", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"
 N8N = {"default", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"}
 JOINS = {
     "aistack-traefik": {"aistack", "monitoring"}, "aistack-postgres": {"postgres"}, "aistack-redis": {"redis"},
-    "aistack-n8n": N8N | {"aistack"}, "aistack-n8n-worker-1": N8N, "aistack-n8n-worker-2": N8N,
+    "aistack-n8n": N8N | {"aistack", "runner-n8n"}, "aistack-n8n-worker-1": N8N | {"runner-worker-1"},
+    "aistack-n8n-worker-2": N8N | {"runner-worker-2"},
     "aistack-n8n-webhook-1": {"aistack", "default", "postgres", "redis"},
     "aistack-ollama": {"ollama", "default", "aistack"}, "aistack-comfyui": {"comfyui", "default", "aistack"},
     "aistack-fastapi-web": {"app", "postgres", "redis", "default", "aistack"},
@@ -144,21 +145,38 @@ JOINS = {
     "aistack-alertmanager": {"monitoring", "default", "aistack"}, "aistack-node-exporter": {"monitoring"},
     "aistack-postgres-exporter": {"monitoring", "postgres"}, "aistack-redis-exporter": {"monitoring", "redis"},
     "aistack-flower": {"monitoring", "redis"}, "aistack-cadvisor": {"monitoring"},
+    # A task runner shares an internal network with its own n8n process and nothing else.
+    "aistack-n8n-runner": {"runner-n8n"}, "aistack-worker-1-runner": {"runner-worker-1"},
+    "aistack-worker-2-runner": {"runner-worker-2"},
 }
+RUNNER_NETWORKS = {"runner-n8n", "runner-worker-1", "runner-worker-2"}
 
 
 def test_every_project_declares_the_stack_networks(rendered):
     expected = {key: {"name": NETWORK if key == "aistack" else f"{NETWORK}_{key}", "external": True} for key in KEYS}
     for role in COMPOSE_ROLES:
         project = yaml.safe_load((rendered / f"{role}.yml").read_text())
-        assert project["networks"] == expected, role
+        # n8n also has one internal network of its own per process and its task runner.
+        local = {key: {"internal": True} for key in RUNNER_NETWORKS} if role == "n8n" else {}
+        assert project["networks"] == {**expected, **local}, role
 
 
 def test_each_service_joins_only_what_it_needs(rendered):
     joined = {service["container_name"]: set(service.get("networks") or {}) for _, _, service, _ in services(rendered)}
-    runners = {name for name in joined if name.endswith("-runner")}
-    assert {name: joined[name] for name in joined if name not in runners} == JOINS
-    assert all(joined[name] == set() for name in runners)
+    assert joined == JOINS
+
+
+def test_each_task_broker_listens_on_its_runners_network_only(rendered):
+    """No runner shares a namespace (Docker could not start it before its process at
+    boot); each process's broker binds to the alias it alone has on its runner's network."""
+    n8n = yaml.safe_load((rendered / "n8n.yml").read_text())["services"]
+    for process, key in {"n8n": "runner-n8n", "worker-1": "runner-worker-1", "worker-2": "runner-worker-2"}.items():
+        assert n8n[process]["environment"]["N8N_RUNNERS_BROKER_LISTEN_ADDRESS"] == "n8n-task-broker", process
+        assert n8n[process]["networks"][key] == {"aliases": ["n8n-task-broker"]}, process
+        aliased = [net for net, spec in n8n[process]["networks"].items() if "n8n-task-broker" in spec.get("aliases", [])]
+        assert aliased == [key], process
+        assert "network_mode" not in n8n[f"{process}-runner"], process
+    assert "N8N_RUNNERS_BROKER_LISTEN_ADDRESS" not in n8n["webhook-1"].get("environment", {})
 
 
 def test_every_route_reaches_its_container_on_the_contract_network(rendered):
@@ -212,8 +230,8 @@ def test_every_container_gets_the_building_block_defaults(rendered):
             assert service.get("cap_add", []) == CAP_ADD.get(container, []), where
         assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, where
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), where
-        # On stack networks, or inside the network namespace of the process it serves.
-        assert service.get("networks") or service.get("network_mode", "").startswith("service:"), where
+        # On its own networks: no service shares another's namespace.
+        assert service.get("networks") and "network_mode" not in service, where
 
 
 def test_consumers_read_what_the_roles_publish(rendered):

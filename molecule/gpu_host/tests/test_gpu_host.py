@@ -119,8 +119,8 @@ class TestLayout:
 # The intended segmentation of this layout (docs/security.md, "Networks"): which
 # networks each container joins. "aistack" is the edge network Traefik serves
 # from; aistack_<dep> are internal, one per dependency; <project>_default is a
-# project's own network with outbound access. Task runners have no network of
-# their own: they share their n8n process's namespace.
+# project's own network with outbound access. Each task runner shares an internal
+# network (n8n_runner-<process>) with its own n8n process and nothing else.
 INTERNAL = {"postgres", "redis", "ollama", "comfyui", "app", "monitoring"}
 N8N_DEPS = {"aistack_postgres", "aistack_redis", "aistack_ollama", "aistack_comfyui", "aistack_app",
             "aistack_monitoring", "n8n_default"}
@@ -129,8 +129,10 @@ MEMBERSHIP = {
     "aistack-traefik": {"aistack", "aistack_monitoring"},
     "aistack-postgres": {"aistack_postgres"},
     "aistack-redis": {"aistack_redis"},
-    "aistack-n8n": {"aistack"} | N8N_DEPS,
-    "aistack-n8n-worker-1": N8N_DEPS,
+    "aistack-n8n": {"aistack", "n8n_runner-n8n"} | N8N_DEPS,
+    "aistack-n8n-worker-1": {"n8n_runner-worker-1"} | N8N_DEPS,
+    "aistack-n8n-runner": {"n8n_runner-n8n"},
+    "aistack-worker-1-runner": {"n8n_runner-worker-1"},
     "aistack-ollama": {"aistack_ollama", "ollama_default"},
     "aistack-comfyui": {"aistack", "aistack_comfyui", "comfyui_default"},
     "aistack-fastapi-web": {"aistack", "aistack_app", "aistack_postgres", "aistack_redis", "fastapi_celery_default"},
@@ -146,8 +148,10 @@ MEMBERSHIP = {
     "aistack-flower": {"aistack_monitoring", "aistack_redis"},
 }
 RUNNERS = {"aistack-n8n-runner": "aistack-n8n", "aistack-worker-1-runner": "aistack-n8n-worker-1"}
-PORTS = {"aistack-traefik": [80, 443, 8082], "aistack-postgres": [5432], "aistack-redis": [6379], "aistack-n8n": [5678],
-         "aistack-n8n-worker-1": [5678], "aistack-ollama": [11434], "aistack-comfyui": [8188],
+# The task broker (5679) listens on its process's address on the runner network only.
+BROKERS = {"aistack-n8n": "n8n_runner-n8n", "aistack-n8n-worker-1": "n8n_runner-worker-1"}
+PORTS = {"aistack-traefik": [80, 443, 8082], "aistack-postgres": [5432], "aistack-redis": [6379],
+         "aistack-n8n": [5678, 5679], "aistack-n8n-worker-1": [5678, 5679], "aistack-ollama": [11434], "aistack-comfyui": [8188],
          "aistack-fastapi-web": [8000], "aistack-prometheus": [9090], "aistack-grafana": [3000],
          "aistack-node-exporter": [9100], "aistack-postgres-exporter": [9187], "aistack-redis-exporter": [9121],
          "aistack-flower": [5555]}
@@ -157,26 +161,31 @@ class TestNetworks:
     def test_each_container_joins_exactly_its_networks(self, host):
         joined = stack_networks(host)
         assert {name: set(joined.get(name, [])) for name in MEMBERSHIP} == MEMBERSHIP
-        for runner in RUNNERS:
-            assert joined[runner] == [], runner  # in its process's namespace (NetworkMode container:)
-        for key in INTERNAL:
-            assert host.check_output(f"docker network inspect --format '{{{{.Internal}}}}' aistack_{key}") == "true", key
+        for name in [f"aistack_{key}" for key in INTERNAL] + list(BROKERS.values()):
+            assert host.check_output(f"docker network inspect --format '{{{{.Internal}}}}' {name}") == "true", name
         assert host.check_output("docker network inspect --format '{{.Internal}}' aistack") == "false"
 
     def test_connectivity_matrix_is_the_intended_one(self, host):
         """Every container (as a source, in its own network namespace) against every service
         port: it connects exactly where the two share a network, in both directions."""
         actual = connectivity(host, PORTS)
-        members = {**MEMBERSHIP, **{runner: MEMBERSHIP[process] for runner, process in RUNNERS.items()}}
-        own = {**{name: name for name in MEMBERSHIP}, **RUNNERS}
+
+        def reaches(source: str, target: str, port: int) -> bool:
+            if source == target:
+                return True
+            shared = MEMBERSHIP[source] & MEMBERSHIP[target]
+            return BROKERS[target] in shared if port == 5679 else bool(shared)
         expected = {source: {f"{target}:{port}" for target, ports in PORTS.items() for port in ports
-                             if members[source] & MEMBERSHIP[target] or own[source] == target}
-                    for source in members}
-        assert {source: actual.get(source) for source in members} == expected
+                             if reaches(source, target, port)}
+                    for source in MEMBERSHIP}
+        assert {source: actual.get(source) for source in MEMBERSHIP} == expected
+        # A runner (workflow code) reaches its own n8n process and nothing else.
+        for runner, process in RUNNERS.items():
+            assert actual[runner] == {f"{process}:5678", f"{process}:5679"}, runner
 
         def clients(target: str) -> set:
             return {source for source, hits in actual.items() if target in hits} - {target.split(":")[0]}
-        n8n = {"aistack-n8n", "aistack-n8n-worker-1", *RUNNERS}
+        n8n = {"aistack-n8n", "aistack-n8n-worker-1"}
         app = {"aistack-fastapi-web", "aistack-fastapi-worker-gpu", "aistack-fastapi-worker-render"}
         workers = app - {"aistack-fastapi-web"}
         # The data stores: their consumers and their exporter, nobody else (not Traefik, not Grafana).

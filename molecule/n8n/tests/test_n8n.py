@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import (assert_no_secret_in, assert_owner_never_claimed, assert_rate_limited_at_the_edge, container_ip,  # noqa: E402
-                     pebble_root as fetch_pebble_root, phase, probe, secret)
+from testlib import (assert_no_secret_in, assert_owner_never_claimed, assert_rate_limited_at_the_edge,  # noqa: E402
+                     connectivity, container_ip, pebble_root as fetch_pebble_root, phase, probe, secret, stack_networks)
 
 HOSTNAME = "n8n.aistack.test"
 LOGIN = json.dumps({"emailOrLdapLoginId": "owner@aistack.test", "password": "Molecule-Owner-Passw0rd"})
@@ -126,18 +126,16 @@ class TestN8n:
         # The runners image's user; n8n's own image runs as `node` (also uid 1000).
         assert (facts["user"], facts["uid"], facts["gid"], facts["home"]) == ("runner", 1000, 1000, "/home/runner"), facts
         assert facts["argv"][1] == RUNNER_JS, facts["argv"]
-        # The runner shares its worker's network namespace and so its host name:
-        # find that worker, then the code's pid inside the worker's runner container.
+        # The code's host name is its runner container's: a runner of a worker (the
+        # workers execute production runs), in a namespace of its own.
         rows = host.check_output("docker ps --filter label=org.aistack.role=n8n "
                                  "--format '{{.Names}}' | xargs docker inspect --format '{{.Name}} {{.Config.Hostname}}'")
-        owners = sorted(name.lstrip("/") for name, hostname in (row.split() for row in rows.splitlines())
-                        if hostname == facts["hostname"])
-        worker = next(name for name in owners if re.fullmatch(r"aistack-n8n-worker-\d+", name))
-        runner = worker.replace("aistack-n8n-", "aistack-") + "-runner"  # aistack-worker-N-runner
-        assert owners == [worker, runner], owners
+        owners = [name.lstrip("/") for name, hostname in (row.split() for row in rows.splitlines())
+                  if hostname == facts["hostname"]]
+        assert len(owners) == 1 and re.fullmatch(r"aistack-worker-\d+-runner", owners[0]), owners
+        runner = owners[0]
         network = host.check_output(f"docker inspect --format '{{{{.HostConfig.NetworkMode}}}}' {runner}")
-        worker_id = host.check_output(f"docker inspect --format '{{{{.Id}}}}' {worker}")
-        assert network == f"container:{worker_id}", network
+        assert not network.startswith("container:"), network
         cmdline = host.check_output(f"docker exec {runner} cat /proc/{facts['pid']}/cmdline").split("\0")
         assert RUNNER_JS in cmdline, cmdline
         status = host.check_output(f"docker exec {runner} cat /proc/{facts['pid']}/status")
@@ -145,6 +143,23 @@ class TestN8n:
         # The runner's parent is the launcher, not an n8n process.
         parent = host.check_output(f"docker exec {runner} cat /proc/{facts['ppid']}/cmdline").split("\0")
         assert any(arg.endswith("task-runner-launcher") for arg in parent), parent
+
+    def test_runners_reach_their_own_broker_and_nothing_else(self, host):
+        """Each runner's network holds its n8n process alone, whose task broker listens
+        there only: no data store, no other process, no Traefik, no internet route."""
+        processes = {"aistack-n8n-runner": "aistack-n8n", "aistack-worker-1-runner": "aistack-n8n-worker-1",
+                     "aistack-worker-2-runner": "aistack-n8n-worker-2"}
+        ports = {"aistack-postgres": [5432], "aistack-redis": [6379], "aistack-traefik": [443],
+                 "aistack-n8n-webhook-1": [5678], **{process: [5678, 5679] for process in processes.values()}}
+        actual = connectivity(host, ports)
+        for runner, process in processes.items():
+            assert actual[runner] == {f"{process}:5678", f"{process}:5679"}, runner
+            joined = stack_networks(host)[runner]
+            assert joined == [f"n8n_runner-{process.removeprefix('aistack-').removeprefix('n8n-')}"], joined
+            assert host.check_output(f"docker network inspect --format '{{{{.Internal}}}}' {joined[0]}") == "true"
+        # The broker is bound to the runner network's address alone: even the data
+        # stores' neighbours (the webhook processor shares postgres and redis) miss it.
+        assert not {f"{p}:5679" for p in processes.values()} & actual["aistack-n8n-webhook-1"]
 
     def test_runner_env_holds_no_n8n_secret(self, host, runner_facts, host_secrets):
         assert {"n8n_encryption_key", "n8n_runners_auth_token", "n8n_jwt_secret", "postgres_user_n8n",
