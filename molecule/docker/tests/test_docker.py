@@ -168,6 +168,10 @@ class TestInstalled:
             assert state("heal-foreign") == (before["heal-foreign"], "unhealthy"), "a container without the label was touched"
             journal = host.check_output("journalctl -u aistack-autoheal.service --no-pager -o cat")
             assert "heal-stack: unhealthy" in journal and "restarting" in journal, journal[-500:]
+            # The same watcher reports the stack's containers for node-exporter's textfile collector.
+            metrics = host.file("/var/lib/aistack/metrics/aistack_stack.prom").content_string
+            assert 'aistack_container_up{container="heal-stack",role="autoheal-test",state="running"' in metrics, metrics
+            assert "heal-foreign" not in metrics and "aistack_stack_boot_check_ok " in metrics, metrics
         finally:
             host.run("docker rm -f " + " ".join(names))
 

@@ -216,7 +216,26 @@ class TestMonitoring:
         rules = in_container(host, "aistack-prometheus", "http://127.0.0.1:9090/api/v1/rules?type=alert")
         names = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
         assert {"TargetDown", "HostDiskAlmostFull", "ContainerRestarting", "GpuMemoryAlmostFull",
-                "GpuTemperatureHigh", "N8nQueueBacklog"} <= names, names
+                "GpuTemperatureHigh", "N8nQueueBacklog", "StackNotBackAfterBoot", "StackContainerDown",
+                "StackWatcherSilent"} <= names, names
+
+    def test_the_hosts_boot_check_is_scraped(self, host):
+        """The docker role's watcher writes the stack's health for node-exporter's textfile
+        collector: Prometheus sees every stack container up and the boot check passed."""
+        def query(expr: str) -> list:
+            result = in_container(host, "aistack-prometheus", f"http://127.0.0.1:9090/api/v1/query?query={expr}")
+            return result["data"]["result"]
+
+        def check():
+            ok = query("aistack_stack_boot_check_ok")
+            assert [(r["metric"]["job"], r["value"][1]) for r in ok] == [("node", "1")], ok
+            assert [r["value"][1] for r in query("aistack_stack_healthy")] == ["1"]
+            up = {r["metric"]["container"]: r["value"][1] for r in query("aistack_container_up")}
+            running = set(host.check_output("docker ps --filter label=org.aistack.role --format '{{.Names}}'").split())
+            assert set(up) == running and set(up.values()) == {"1"}, up
+        retry(check, attempts=40)
+        after = float(query("aistack_stack_healthy_after_boot_seconds")[0]["value"][1])
+        assert after > 0, after
 
     def test_grafana_datasource_is_provisioned_and_healthy(self, host, pebble_root):
         auth = f"admin:{secret(host, 'grafana_admin_password')}"

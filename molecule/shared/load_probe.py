@@ -1,0 +1,65 @@
+"""A bounded load generator run INSIDE a test host (python3 stdlib only).
+
+CLIENTS threads POST BODY to https://HOSTNAME/PATH through Traefik's published
+port on 127.0.0.1 (SNI and Host for the public name, as a client on the
+internet), one request at a time each, until STOPFILE exists or SECONDS have
+passed. Every request is one JSON line in OUTFILE: {"t0": start, "t1": end,
+"status": HTTP status or "error:<reason>"}. The fault drill (fault_drill.py)
+reads it to count what was answered before, during and after a fault.
+
+usage: load_probe.py HOSTNAME PATH CLIENTS SECONDS OUTFILE STOPFILE [BODY]
+       load_probe.py --send N HOSTNAME PATH   (N requests one after another; prints each status)
+"""
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+
+
+def post(hostname: str, path: str, body: bytes) -> str:
+    ctx = ssl._create_unverified_context()  # availability is measured here, not the certificate
+    try:
+        conn = http.client.HTTPSConnection(hostname, 443, context=ctx, timeout=60)
+        conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=60), server_hostname=hostname)
+        conn.request("POST", path, body=body, headers={"Host": hostname, "Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return str(response.status)
+    except (OSError, http.client.HTTPException) as exc:
+        return "error:" + type(exc).__name__
+
+
+def main() -> None:
+    if sys.argv[1] == "--send":
+        count, hostname, path = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+        print(" ".join(post(hostname, path, b"{}") for _ in range(count)))
+        return
+    hostname, path, clients, seconds, outfile, stopfile = sys.argv[1:7]
+    body = (sys.argv[7] if len(sys.argv) > 7 else "{}").encode()
+    deadline = time.time() + float(seconds)
+    lock = threading.Lock()
+
+    def client() -> None:
+        while time.time() < deadline and not os.path.exists(stopfile):
+            t0 = time.time()
+            status = post(hostname, path, body)
+            line = json.dumps({"t0": t0, "t1": time.time(), "status": status}) + "\n"
+            with lock, open(outfile, "a", encoding="utf-8") as out:
+                out.write(line)
+            if status.startswith("error:"):
+                time.sleep(0.2)  # nothing listening: do not spin
+
+    threads = [threading.Thread(target=client) for _ in range(int(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+if __name__ == "__main__":
+    main()
