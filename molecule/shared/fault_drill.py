@@ -54,6 +54,13 @@ class Drill:
             raise RuntimeError(f"{command!r} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
         return proc.stdout.strip()
 
+    def succeeds(self, command: str) -> bool:
+        try:
+            return subprocess.run(["docker", "exec", self.args.host, "sh", "-c", command], capture_output=True,
+                                  timeout=120, check=False).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
     def sql(self, query: str) -> list[list[str]]:
         out = self.sh(f"docker exec aistack-postgres psql -U postgres -d {self.args.database} -qtA -F ' ' "
                       f"-c {shlex.quote(query)}")
@@ -89,7 +96,9 @@ class Drill:
     def stop_load(self, out: str, stop: str) -> list[dict]:
         self.sh(f"touch {stop}")
         deadline = time.time() + 75  # a request in flight times out after 60 s
-        while time.time() < deadline and self.sh(f"pgrep -f '{PROBE} .* {out}' || true"):
+        # "[l]oad": the pattern does not match the shell running pgrep.
+        pattern = f"[l]oad_probe.py .* {out}"
+        while time.time() < deadline and self.sh(f"pgrep -f '{pattern}' || true"):
             time.sleep(1)
         return [json.loads(line) for line in self.sh(f"cat {out}").splitlines() if line]
 
@@ -110,13 +119,17 @@ class Drill:
         args, expected = self.args, len(self.stack())
         out, stop = self.start_load(container, args.path, args.clients)
         time.sleep(args.before)
-        restarts = self.sh(f"docker inspect --format '{{{{.RestartCount}}}}' {container}")
+        started = f"docker inspect --format '{{{{.State.StartedAt}}}}' {container}"
+        before = self.sh(started)
         killed_at = time.time()
         self.sh(f"kill -KILL $(docker inspect --format '{{{{.State.Pid}}}}' {container})")
-        recovered_at = self.wait_healthy(args.recover_within, expected)
+        # Docker starts it again (a new StartedAt); only then can the stack be healthy again.
+        while time.time() - killed_at < args.recover_within and self.sh(started) == before:
+            time.sleep(0.5)
+        restarted = self.sh(started) != before
+        recovered_at = self.wait_healthy(args.recover_within - (time.time() - killed_at), expected)
         time.sleep(args.after)
         requests = self.stop_load(out, stop)
-        restarted = self.sh(f"docker inspect --format '{{{{.RestartCount}}}}' {container}") != restarts
         if recovered_at is None:
             self.failures.append(f"{container}: the stack was not healthy {args.recover_within} s after the crash: "
                                  f"{self.stack()}")
@@ -154,8 +167,11 @@ class Drill:
         subprocess.run(["docker", "start", args.host], check=True, capture_output=True, timeout=300)
         booted_at = time.time()
         if args.owner_probe:  # the prober ran until the host went down: it watches the boot too
-            self.sh("systemd-run --unit=aistack-owner-probe --property=Restart=always python3 "
-                    f"{OWNER_PROBE} {args.owner_probe} /var/log/aistack-owner-probe.log", timeout=180)
+            restart = ("systemd-run --unit=aistack-owner-probe --property=Restart=always python3 "
+                       f"{OWNER_PROBE} {args.owner_probe} /var/log/aistack-owner-probe.log")
+            deadline = time.time() + 120  # systemd takes a moment before it accepts units
+            while not self.succeeds(restart) and time.time() < deadline:
+                time.sleep(1)
         healthy_at = self.wait_healthy(args.boot_within, expected)
         facts = None
         for _ in range(30):  # Traefik may still be loading the routes it had
