@@ -217,7 +217,7 @@ class TestMonitoring:
         names = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
         assert {"TargetDown", "HostDiskAlmostFull", "ContainerRestarting", "GpuMemoryAlmostFull",
                 "GpuTemperatureHigh", "N8nQueueBacklog", "StackNotBackAfterBoot", "StackContainerDown",
-                "StackWatcherSilent"} <= names, names
+                "StackWatcherSilent", "HostDiskFillingUp"} <= names, names
 
     def test_the_hosts_boot_check_is_scraped(self, host):
         """The docker role's watcher writes the stack's health for node-exporter's textfile
