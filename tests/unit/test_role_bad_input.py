@@ -49,6 +49,7 @@ CASES = {
     "common: pids limit not an int": ("redis", {"aistack_container_pids_limit": "many"}, r"aistack_container_pids_limit.*int"),
     "common: cpu percent above 100": ("redis", {"aistack_container_cpu_percent": 120}, r"aistack_container_cpu_percent \(120\) must be within 0-100"),
     "common: cpu limit not a number": ("redis", {"aistack_container_cpu_limits": {"aistack-redis": "two"}}, r"not numbers: aistack-redis"),
+    "common: metrics dir relative": ("redis", {"aistack_metrics_dir": "metrics"}, r"aistack_metrics_dir=metrics must be an absolute host path"),
     "common: read-only not a bool": ("redis", {"aistack_container_read_only": "sometimes"}, r"aistack_container_read_only.*bool"),
     "fastapi: tmpfs not a list": ("fastapi_celery", {"fastapi_celery_tmpfs": {"path": "/cache"}}, r"fastapi_celery_tmpfs.*list"),
     "common: capability not a name": ("redis", {"aistack_container_cap_add": {"aistack-redis": ["cap_net_admin"]}}, r"aistack_container_cap_add\[aistack-redis\] must be a list of capability names"),
@@ -82,6 +83,7 @@ CASES = {
     "n8n: runner tag differs from n8n": ("n8n", {"n8n_runners_image": "n8nio/runners:2.40.0"}, r"must both be tagged\s+n8n_version=2.41.1"),
     "n8n: editor allow-list entry not a range": (
         "n8n", {"n8n_editor_ip_allowlist": ["10.0.0.0/8", "office"]}, r"n8n_editor_ip_allowlist: office\s+are not IP addresses or CIDR"),
+    "n8n: runners outbound not a bool": ("n8n", {"n8n_runners_outbound": "sometimes"}, r"n8n_runners_outbound.*bool"),
     "n8n: editor allow-list not a list": ("n8n", {"n8n_editor_ip_allowlist": {"office": "10.0.0.0/8"}}, r"n8n_editor_ip_allowlist.*list"),
     "n8n: owner from the environment on an n8n before 2.17": (
         "n8n", {"n8n_version": "2.16.0", "n8n_mode": "regular"}, r"n8n_owner_managed_by_env is true but n8n_version=2.16.0 predates"),
@@ -113,6 +115,7 @@ CASES = {
         "monitoring", {"monitoring_extra_scrape_configs": [{"job_name": "node", "static_configs": [{"targets": ["x:9100"]}]}]},
         r"monitoring_extra_scrape_configs entries need a job_name that no other job uses",
     ),
+    "monitoring: boot alert sooner than a boot": ("monitoring", {"monitoring_alert_boot_seconds": 10}, r"monitoring_alert_boot_seconds \(10\) 60 or more"),
     "monitoring: alertmanager without receivers": ("monitoring", {"monitoring_alertmanager_enabled": True}, r"monitoring_alertmanager_receivers is empty"),
     "monitoring: slack receiver without webhook": (
         "monitoring", {"monitoring_alertmanager_enabled": True, "monitoring_alertmanager_receivers": [{"name": "chat", "type": "slack"}]},
