@@ -12,7 +12,9 @@ processor, Redis, a worker, its runner and Postgres all take part):
   2. Docker must start it again and every stack container must be healthy
      within --recover-within seconds (the moment of recovery);
   3. load goes on for --after seconds; every request started after recovery
-     must be answered 200.
+     must be answered (--ok, 200);
+  4. a crashed dependency (--dependencies: data stores, the edge) must not
+     restart any other container: its clients reconnect by themselves.
 
 With --reboot, --queue requests are sent to a workflow that answers at once
 and then waits (--queue-path): more than the workers take at a time, so some
@@ -90,7 +92,7 @@ class Drill:
         out, stop = f"/opt/aistack-tests/load-{name}.jsonl", f"/opt/aistack-tests/load-{name}.stop"
         self.sh(f"rm -f {out} {stop}")
         self.sh(f"nohup python3 {PROBE} {self.args.hostname} {path} {clients} 900 {out} {stop} "
-                f">/dev/null 2>&1 &")
+                f"{shlex.quote(self.args.body)} >/dev/null 2>&1 &")
         return out, stop
 
     def stop_load(self, out: str, stop: str) -> list[dict]:
@@ -115,8 +117,15 @@ class Drill:
     def send(self, count: int, path: str, timeout: int = 120) -> list[str]:
         return self.sh(f"python3 {PROBE} --send {count} {self.args.hostname} {path}", timeout=timeout).split()
 
+    def started(self) -> dict:
+        """Every stack container -> when it last started."""
+        rows = self.sh("docker ps -aq --filter label=org.aistack.role | xargs -r docker inspect --format "
+                       "'{{.Name}} {{.State.StartedAt}}'")
+        return dict(row.lstrip("/").split() for row in rows.splitlines())
+
     def crash(self, container: str) -> None:
         args, expected = self.args, len(self.stack())
+        others = self.started()
         out, stop = self.start_load(container, args.path, args.clients)
         time.sleep(args.before)
         started = f"docker inspect --format '{{{{.State.StartedAt}}}}' {container}"
@@ -136,18 +145,23 @@ class Drill:
             recovered_at = time.time()
         if not restarted:
             self.failures.append(f"{container}: Docker did not restart it after the crash")
+        # After a dependency's crash the others reconnect to it; none may need a restart of its own.
+        collateral = sorted(name for name, at in self.started().items() if name != container and others.get(name) != at)
+        if collateral and container in args.dependencies.split(","):
+            self.failures.append(f"{container}: its crash also restarted {collateral}")
         row = {"container": container, "recovery_s": round(recovered_at - killed_at, 1), "restarted": restarted,
-               **self.count(requests, killed_at, recovered_at),
-               "executions": self.executions(args.workflow, killed_at - args.before, time.time())}
+               "also_restarted": collateral, **self.count(requests, killed_at, recovered_at, args.ok),
+               "executions": self.executions(args.workflow, killed_at - args.before, time.time())
+               if args.workflow else "n/a"}
         if row["after_failed"] or not row["after_sent"]:
             self.failures.append(f"{container}: {row['after_failed']} of {row['after_sent']} requests started after "
                                  f"recovery failed: {row['after_errors']}")
         self.report["crashes"].append(row)
 
     @staticmethod
-    def count(requests: list[dict], killed_at: float, recovered_at: float) -> dict:
+    def count(requests: list[dict], killed_at: float, recovered_at: float, expected: str = "200") -> dict:
         def ok(r):
-            return r["status"] == "200"
+            return r["status"] == expected
         during = [r for r in requests if killed_at <= r["t0"] < recovered_at or r["t0"] < killed_at < r["t1"]]
         after = [r for r in requests if r["t0"] >= recovered_at]
         return {"sent": len(requests), "answered": sum(not r["status"].startswith("error:") for r in requests),
@@ -203,18 +217,18 @@ class Drill:
             self.failures.append(f"reboot: no queued execution waited out the restart, or one that did failed: {late}")
 
     def table(self) -> str:
-        lines = ["| fault | recovery s | sent | ok | failed (during) | after recovery: sent / failed | executions |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = ["| fault | recovery s | sent | ok | failed (during) | after recovery: sent / failed | executions "
+                 "| also restarted |", "|---|---|---|---|---|---|---|---|"]
         for row in self.report["crashes"]:
             lines.append(f"| SIGKILL {row['container']} | {row['recovery_s']} | {row['sent']} | {row['ok']} | "
                          f"{row['failed']} ({row['failed_during']}) | {row['after_sent']} / {row['after_failed']} | "
-                         f"{row['executions']} |")
+                         f"{row['executions']} | {', '.join(row['also_restarted']) or '-'} |")
         reboot = self.report["reboot"]
         if reboot:
             lines.append(f"| reboot | {reboot['healthy_after_boot_s']} (healthy after boot) | {reboot['queued_sent']} "
                          f"queued | {reboot['queued_accepted']} accepted | | Code node after boot: "
                          f"{reboot['code_node_through_traefik']} | {reboot['executions']}; started after boot: "
-                         f"{reboot['started_after_boot']} |")
+                         f"{reboot['started_after_boot']} | |")
         return "\n".join(lines)
 
 
@@ -222,10 +236,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", required=True, help="the test host container")
     parser.add_argument("--hostname", required=True, help="the public name Traefik routes")
-    parser.add_argument("--path", required=True, help="POST path of a Code-node workflow answering when done")
-    parser.add_argument("--workflow", required=True, help="its workflow id (executions are counted)")
+    parser.add_argument("--path", required=True, help="POST path served by the containers crashed (e.g. an n8n "
+                                                      "Code-node workflow answering when done)")
+    parser.add_argument("--workflow", default="", help="its n8n workflow id: executions are counted")
+    parser.add_argument("--body", default="{}", help="JSON body of each request")
+    parser.add_argument("--ok", default="200", help="the status of a request served")
     parser.add_argument("--database", default="n8n")
     parser.add_argument("--crash", default="", help="comma-separated containers to crash, one after another")
+    parser.add_argument("--dependencies", default="", help="of the crashed: those whose crash must restart no other "
+                                                             "container (data stores, the edge)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--before", type=float, default=8)
     parser.add_argument("--after", type=float, default=20)
