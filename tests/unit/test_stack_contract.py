@@ -134,7 +134,7 @@ KEYS = ["aistack", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"
 N8N = {"default", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"}
 JOINS = {
     "aistack-traefik": {"aistack", "monitoring"}, "aistack-postgres": {"postgres"}, "aistack-redis": {"redis"},
-    "aistack-n8n": N8N | {"aistack", "runner-n8n"}, "aistack-n8n-worker-1": N8N | {"runner-worker-1"},
+    "aistack-n8n": N8N | {"aistack"}, "aistack-n8n-worker-1": N8N | {"runner-worker-1"},
     "aistack-n8n-worker-2": N8N | {"runner-worker-2"},
     "aistack-n8n-webhook-1": {"aistack", "default", "postgres", "redis"},
     "aistack-ollama": {"ollama", "default", "aistack"}, "aistack-comfyui": {"comfyui", "default", "aistack"},
@@ -146,10 +146,10 @@ JOINS = {
     "aistack-postgres-exporter": {"monitoring", "postgres"}, "aistack-redis-exporter": {"monitoring", "redis"},
     "aistack-flower": {"monitoring", "redis"}, "aistack-cadvisor": {"monitoring"},
     # A task runner shares an internal network with its own n8n process and nothing else.
-    "aistack-n8n-runner": {"runner-n8n"}, "aistack-worker-1-runner": {"runner-worker-1"},
-    "aistack-worker-2-runner": {"runner-worker-2"},
+    # Queue mode with manual runs offloaded: main starts no task broker, so it has no runner.
+    "aistack-worker-1-runner": {"runner-worker-1"}, "aistack-worker-2-runner": {"runner-worker-2"},
 }
-RUNNER_NETWORKS = {"runner-n8n", "runner-worker-1", "runner-worker-2"}
+RUNNER_NETWORKS = {"runner-worker-1", "runner-worker-2"}
 
 
 def test_every_project_declares_the_stack_networks(rendered):
@@ -170,13 +170,26 @@ def test_each_task_broker_listens_on_its_runners_network_only(rendered):
     """No runner shares a namespace (Docker could not start it before its process at
     boot); each process's broker binds to the alias it alone has on its runner's network."""
     n8n = yaml.safe_load((rendered / "n8n.yml").read_text())["services"]
-    for process, key in {"n8n": "runner-n8n", "worker-1": "runner-worker-1", "worker-2": "runner-worker-2"}.items():
+    for process, key in {"worker-1": "runner-worker-1", "worker-2": "runner-worker-2"}.items():
         assert n8n[process]["environment"]["N8N_RUNNERS_BROKER_LISTEN_ADDRESS"] == "n8n-task-broker", process
         assert n8n[process]["networks"][key] == {"aliases": ["n8n-task-broker"]}, process
         aliased = [net for net, spec in n8n[process]["networks"].items() if "n8n-task-broker" in spec.get("aliases", [])]
         assert aliased == [key], process
         assert "network_mode" not in n8n[f"{process}-runner"], process
-    assert "N8N_RUNNERS_BROKER_LISTEN_ADDRESS" not in n8n["webhook-1"].get("environment", {})
+    for process in ("n8n", "webhook-1"):  # neither executes code here (queue mode, manual runs offloaded)
+        assert "N8N_RUNNERS_BROKER_LISTEN_ADDRESS" not in n8n[process].get("environment", {}), process
+    assert "n8n-runner" not in n8n
+
+
+def test_main_gets_a_runner_when_it_executes_code(tmp_path):
+    """Regular mode: main runs every execution, so it gets its runner on a network of their own."""
+    n8n = yaml.safe_load((render(tmp_path, {"n8n_mode": "regular"}) / "n8n.yml").read_text())
+    services = n8n["services"]
+    assert sorted(services) == ["n8n", "n8n-runner"]
+    assert services["n8n"]["environment"]["N8N_RUNNERS_BROKER_LISTEN_ADDRESS"] == "n8n-task-broker"
+    assert services["n8n"]["networks"]["runner-n8n"] == {"aliases": ["n8n-task-broker"]}
+    assert list(services["n8n-runner"]["networks"]) == ["runner-n8n"]
+    assert n8n["networks"]["runner-n8n"] == {"internal": True}
 
 
 def test_every_route_reaches_its_container_on_the_contract_network(rendered):

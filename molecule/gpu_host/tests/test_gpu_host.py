@@ -129,9 +129,9 @@ MEMBERSHIP = {
     "aistack-traefik": {"aistack", "aistack_monitoring"},
     "aistack-postgres": {"aistack_postgres"},
     "aistack-redis": {"aistack_redis"},
-    "aistack-n8n": {"aistack", "n8n_runner-n8n"} | N8N_DEPS,
+    "aistack-n8n": {"aistack"} | N8N_DEPS,
     "aistack-n8n-worker-1": {"n8n_runner-worker-1"} | N8N_DEPS,
-    "aistack-n8n-runner": {"n8n_runner-n8n"},
+    # Main has no runner here: in queue mode with manual runs offloaded it starts no task broker.
     "aistack-worker-1-runner": {"n8n_runner-worker-1"},
     "aistack-ollama": {"aistack_ollama", "ollama_default"},
     "aistack-comfyui": {"aistack", "aistack_comfyui", "comfyui_default"},
@@ -147,11 +147,11 @@ MEMBERSHIP = {
     "aistack-redis-exporter": {"aistack_monitoring", "aistack_redis"},
     "aistack-flower": {"aistack_monitoring", "aistack_redis"},
 }
-RUNNERS = {"aistack-n8n-runner": "aistack-n8n", "aistack-worker-1-runner": "aistack-n8n-worker-1"}
+RUNNERS = {"aistack-worker-1-runner": "aistack-n8n-worker-1"}
 # The task broker (5679) listens on its process's address on the runner network only.
-BROKERS = {"aistack-n8n": "n8n_runner-n8n", "aistack-n8n-worker-1": "n8n_runner-worker-1"}
+BROKERS = {"aistack-n8n-worker-1": "n8n_runner-worker-1"}
 PORTS = {"aistack-traefik": [80, 443, 8082], "aistack-postgres": [5432], "aistack-redis": [6379],
-         "aistack-n8n": [5678, 5679], "aistack-n8n-worker-1": [5678, 5679], "aistack-ollama": [11434], "aistack-comfyui": [8188],
+         "aistack-n8n": [5678], "aistack-n8n-worker-1": [5678, 5679], "aistack-ollama": [11434], "aistack-comfyui": [8188],
          "aistack-fastapi-web": [8000], "aistack-prometheus": [9090], "aistack-grafana": [3000],
          "aistack-node-exporter": [9100], "aistack-postgres-exporter": [9187], "aistack-redis-exporter": [9121],
          "aistack-flower": [5555]}

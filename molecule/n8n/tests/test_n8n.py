@@ -147,9 +147,8 @@ class TestN8n:
     def test_runners_reach_their_own_broker_and_nothing_else(self, host):
         """Each runner's network holds its n8n process alone, whose task broker listens
         there only: no data store, no other process, no Traefik, no internet route."""
-        processes = {"aistack-n8n-runner": "aistack-n8n", "aistack-worker-1-runner": "aistack-n8n-worker-1",
-                     "aistack-worker-2-runner": "aistack-n8n-worker-2"}
-        ports = {"aistack-postgres": [5432], "aistack-redis": [6379], "aistack-traefik": [443],
+        processes = {"aistack-worker-1-runner": "aistack-n8n-worker-1", "aistack-worker-2-runner": "aistack-n8n-worker-2"}
+        ports = {"aistack-postgres": [5432], "aistack-redis": [6379], "aistack-traefik": [443], "aistack-n8n": [5678],
                  "aistack-n8n-webhook-1": [5678], **{process: [5678, 5679] for process in processes.values()}}
         actual = connectivity(host, ports)
         for runner, process in processes.items():
@@ -158,8 +157,12 @@ class TestN8n:
             assert joined == [f"n8n_runner-{process.removeprefix('aistack-').removeprefix('n8n-')}"], joined
             assert host.check_output(f"docker network inspect --format '{{{{.Internal}}}}' {joined[0]}") == "true"
         # The broker is bound to the runner network's address alone: even the data
-        # stores' neighbours (the webhook processor shares postgres and redis) miss it.
-        assert not {f"{p}:5679" for p in processes.values()} & actual["aistack-n8n-webhook-1"]
+        # stores' neighbours (main and the webhook processor share postgres and redis) miss it.
+        for neighbour in ("aistack-n8n", "aistack-n8n-webhook-1"):
+            assert not {f"{p}:5679" for p in processes.values()} & actual[neighbour], neighbour
+        # Main executes no code in queue mode (manual runs go to workers): n8n starts no
+        # task broker there, so the role gives it no runner.
+        assert "aistack-n8n-runner" not in stack_networks(host)
 
     def test_runner_env_holds_no_n8n_secret(self, host, runner_facts, host_secrets):
         assert {"n8n_encryption_key", "n8n_runners_auth_token", "n8n_jwt_secret", "postgres_user_n8n",
@@ -207,7 +210,7 @@ class TestN8n:
     def test_all_processes_healthy_and_same_version(self, host):
         rows = host.check_output("docker ps --filter label=org.aistack.role=n8n --format '{{.Names}} {{.Image}} {{.Status}}'")
         lines = rows.splitlines()
-        assert len(lines) >= 7, rows  # main + 2 workers, each with its runner, + 1 webhook processor
+        assert len(lines) >= 6, rows  # main + 2 workers, each with its runner, + 1 webhook processor
         for line in lines:
             name, image, status = line.split(" ", 2)
             assert image.endswith(":2.41.1"), line
