@@ -141,6 +141,7 @@ MEMBERSHIP = {
     "aistack-fastapi-worker-render": {"aistack_postgres", "aistack_redis", "aistack_ollama", "aistack_comfyui",
                                       "fastapi_celery_default"},
     "aistack-prometheus": {"aistack_monitoring"},
+    "aistack-alertmanager": {"aistack_monitoring", "monitoring_default"},  # notifications go out
     "aistack-grafana": {"aistack", "aistack_monitoring"},
     "aistack-node-exporter": {"aistack_monitoring"},
     "aistack-postgres-exporter": {"aistack_monitoring", "aistack_postgres"},
@@ -152,7 +153,7 @@ RUNNERS = {"aistack-worker-1-runner": "aistack-n8n-worker-1"}
 BROKERS = {"aistack-n8n-worker-1": "n8n_runner-worker-1"}
 PORTS = {"aistack-traefik": [80, 443, 8082], "aistack-postgres": [5432], "aistack-redis": [6379],
          "aistack-n8n": [5678], "aistack-n8n-worker-1": [5678, 5679], "aistack-ollama": [11434], "aistack-comfyui": [8188],
-         "aistack-fastapi-web": [8000], "aistack-prometheus": [9090], "aistack-grafana": [3000],
+         "aistack-fastapi-web": [8000], "aistack-prometheus": [9090], "aistack-alertmanager": [9093], "aistack-grafana": [3000],
          "aistack-node-exporter": [9100], "aistack-postgres-exporter": [9187], "aistack-redis-exporter": [9121],
          "aistack-flower": [5555]}
 
