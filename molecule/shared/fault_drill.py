@@ -92,7 +92,7 @@ class Drill:
         out, stop = f"/opt/aistack-tests/load-{name}.jsonl", f"/opt/aistack-tests/load-{name}.stop"
         self.sh(f"rm -f {out} {stop}")
         self.sh(f"nohup python3 {PROBE} {self.args.hostname} {path} {clients} 900 {out} {stop} "
-                f"{shlex.quote(self.args.body)} >/dev/null 2>&1 &")
+                f"{shlex.quote(self.args.body)} {self.args.method} >/dev/null 2>&1 &")
         return out, stop
 
     def stop_load(self, out: str, stop: str) -> list[dict]:
@@ -240,6 +240,7 @@ def main() -> None:
                                                       "Code-node workflow answering when done)")
     parser.add_argument("--workflow", default="", help="its n8n workflow id: executions are counted")
     parser.add_argument("--body", default="{}", help="JSON body of each request")
+    parser.add_argument("--method", default="POST", choices=["POST", "GET"])
     parser.add_argument("--ok", default="200", help="the status of a request served")
     parser.add_argument("--database", default="n8n")
     parser.add_argument("--crash", default="", help="comma-separated containers to crash, one after another")

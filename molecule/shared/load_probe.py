@@ -1,13 +1,13 @@
 """A bounded load generator run INSIDE a test host (python3 stdlib only).
 
-CLIENTS threads POST BODY to https://HOSTNAME/PATH through Traefik's published
+CLIENTS threads send METHOD (POST) BODY to https://HOSTNAME/PATH through Traefik's published
 port on 127.0.0.1 (SNI and Host for the public name, as a client on the
 internet), one request at a time each, until STOPFILE exists or SECONDS have
 passed. Every request is one JSON line in OUTFILE: {"t0": start, "t1": end,
 "status": HTTP status or "error:<reason>"}. The fault drill (fault_drill.py)
 reads it to count what was answered before, during and after a fault.
 
-usage: load_probe.py HOSTNAME PATH CLIENTS SECONDS OUTFILE STOPFILE [BODY]
+usage: load_probe.py HOSTNAME PATH CLIENTS SECONDS OUTFILE STOPFILE [BODY [METHOD]]
        load_probe.py --send N HOSTNAME PATH   (N requests one after another; prints each status)
 """
 
@@ -21,12 +21,13 @@ import threading
 import time
 
 
-def post(hostname: str, path: str, body: bytes) -> str:
+def post(hostname: str, path: str, body: bytes, method: str = "POST") -> str:
     ctx = ssl._create_unverified_context()  # availability is measured here, not the certificate
     try:
         conn = http.client.HTTPSConnection(hostname, 443, context=ctx, timeout=60)
         conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=60), server_hostname=hostname)
-        conn.request("POST", path, body=body, headers={"Host": hostname, "Content-Type": "application/json"})
+        conn.request(method, path, body=body if method == "POST" else None,
+                     headers={"Host": hostname, "Content-Type": "application/json"})
         response = conn.getresponse()
         response.read()
         return str(response.status)
@@ -41,13 +42,14 @@ def main() -> None:
         return
     hostname, path, clients, seconds, outfile, stopfile = sys.argv[1:7]
     body = (sys.argv[7] if len(sys.argv) > 7 else "{}").encode()
+    method = sys.argv[8] if len(sys.argv) > 8 else "POST"
     deadline = time.time() + float(seconds)
     lock = threading.Lock()
 
     def client() -> None:
         while time.time() < deadline and not os.path.exists(stopfile):
             t0 = time.time()
-            status = post(hostname, path, body)
+            status = post(hostname, path, body, method)
             line = json.dumps({"t0": t0, "t1": time.time(), "status": status}) + "\n"
             with lock, open(outfile, "a", encoding="utf-8") as out:
                 out.write(line)
