@@ -28,8 +28,14 @@ def pebble_root(host) -> str:
         "python3 -c \"import ssl,urllib.request;ctx=ssl._create_unverified_context();"
         f"print(urllib.request.urlopen('https://{ip}:15000/roots/0',context=ctx).read().decode())\""
     )
-    host.run("mkdir -p /opt/aistack-tests && cat > /opt/aistack-tests/pebble-root.pem <<'EOF'\n" + pem + "\nEOF")
-    return "/opt/aistack-tests/pebble-root.pem"
+    # Pebble makes a new root at every start (the n8n scenario reboots its host): keep every
+    # root seen, so the certificate Traefik obtained before still verifies, as it would
+    # against a public CA, whose root does not change.
+    path = "/opt/aistack-tests/pebble-root.pem"
+    known = host.run(f"cat {path}").stdout if host.file(path).exists else ""
+    bundle = known if pem.strip() in known else known.rstrip() + "\n" + pem.strip() + "\n"
+    host.run("mkdir -p /opt/aistack-tests && cat > " + path + " <<'EOF'\n" + bundle.strip() + "\nEOF")
+    return path
 
 
 def probe(host, hostname: str, port: int, path: str = "/", cafile: str = "", *extra: str) -> dict:
