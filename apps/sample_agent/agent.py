@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Sample agent: a small HTTP service that sits beside n8n (standard library only).
 
 Routes (all under ``/agent/`` so one reverse proxy can put it next to n8n):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Entrypoint of the single_container image (n8n + agent + reverse proxy under supervisord).
 
 ``boot.py`` (default, the image's entrypoint, runs as UID 1000):
