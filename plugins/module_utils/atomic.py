@@ -16,12 +16,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 
-def write_atomically(path: str, content: str, mode: int = 0o600) -> None:
+def write_atomically(path: str, content: str, mode: int = 0o600, owner: tuple[int, int] | None = None,
+                     check: Callable[[str], None] | None = None) -> None:
     """Replace ``path`` with ``content`` (UTF-8 text) in one rename; the file ends with ``mode``.
 
+    ``owner`` (uid, gid) is set on the candidate before the rename. ``check``
+    is called with the candidate's path, complete, with its final mode and
+    owner, before the rename: raising (or exiting) there keeps the old file.
     Missing parent directories are created (with the default mode); a failed
     write leaves the old file in place and no temporary file behind.
     """
@@ -33,7 +37,11 @@ def write_atomically(path: str, content: str, mode: int = 0o600) -> None:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
+        if owner is not None:
+            os.chown(tmp, owner[0], owner[1])
         os.chmod(tmp, mode)
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

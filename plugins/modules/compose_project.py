@@ -175,7 +175,6 @@ import os
 import pwd
 import re
 import shlex
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_atomically
@@ -250,25 +249,19 @@ class Project:
         if self.check:
             return
         self.ensure_dir(os.path.dirname(path))
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chown(tmp, want_meta[0], want_meta[1])
-            os.chmod(tmp, want_meta[2])
-            if validate:
-                if "%s" not in validate:
-                    self.module.fail_json(msg=f"validate of {rel} must contain %s: {validate}")
-                rc, out, err = self.module.run_command(shlex.split(validate.replace("%s", shlex.quote(tmp))))
-                if rc != 0:
-                    self.module.fail_json(msg=f"{rel} failed its validation ({validate}), the old file was kept",
-                                          rc=rc, stdout=out, stderr=err, files_changed=self.files_changed)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        def validated(candidate: str) -> None:
+            """The candidate passes the file's own check, or the run fails with the old file kept."""
+            if not validate:
+                return
+            if "%s" not in validate:
+                self.module.fail_json(msg=f"validate of {rel} must contain %s: {validate}")
+            rc, out, err = self.module.run_command(shlex.split(validate.replace("%s", shlex.quote(candidate))))
+            if rc != 0:
+                self.module.fail_json(msg=f"{rel} failed its validation ({validate}), the old file was kept",
+                                      rc=rc, stdout=out, stderr=err, files_changed=self.files_changed)
+
+        write_atomically(path, content, want_meta[2], owner=want_meta[:2], check=validated)
 
     def apply_files(self) -> None:
         p = self.params

@@ -59,3 +59,28 @@ def test_json_is_indented_and_sorted(tmp_path):
     atomic.write_json_atomically(str(target), {"b": 1, "a": {"d": 2, "c": 3}})
     assert target.read_text() == json.dumps({"a": {"c": 3, "d": 2}, "b": 1}, indent=2)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_the_check_sees_the_complete_candidate_with_its_owner_and_mode(tmp_path):
+    target = tmp_path / "routes.yml"
+    seen = {}
+
+    def check(candidate):
+        info = os.stat(candidate)
+        seen.update(content=open(candidate, encoding="utf-8").read(), mode=stat.S_IMODE(info.st_mode),
+                    owner=(info.st_uid, info.st_gid), same_dir=os.path.dirname(candidate) == str(tmp_path))
+    owner = (os.getuid(), os.getgid())
+    atomic.write_atomically(str(target), "http: {}\n", 0o640, owner=owner, check=check)
+    assert seen == {"content": "http: {}\n", "mode": 0o640, "owner": owner, "same_dir": True}
+    assert target.read_text() == "http: {}\n"
+
+
+def test_a_failing_check_keeps_the_old_file_and_leaves_no_candidate(tmp_path):
+    target = tmp_path / "redis.conf"
+    target.write_text("old\n")
+
+    def refuse(candidate):
+        raise SystemExit(1)  # what AnsibleModule.fail_json does
+    with pytest.raises(SystemExit):
+        atomic.write_atomically(str(target), "broken\n", 0o644, check=refuse)
+    assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["redis.conf"]
