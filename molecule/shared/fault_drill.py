@@ -1,7 +1,8 @@
 """Fault drill: crash containers and reboot a converged test host, under load.
 
 Run on the molecule controller (the test host is a container of the local
-Docker daemon); every check happens inside the test host with `docker exec`.
+Docker daemon); every check runs inside the test host, through the controller's
+Docker CLI.
 
 For each container named with --crash, while load_probe.py sends a bounded
 load through Traefik (--path, a Code-node workflow: Traefik, the webhook
