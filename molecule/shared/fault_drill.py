@@ -105,9 +105,6 @@ class Drill:
             time.sleep(1)
         return [json.loads(line) for line in self.sh(f"cat {out}").splitlines() if line]
 
-    def executions(self, workflow: str, since: float, until: float) -> dict:
-        return self.count_executions(workflow, since, until)
-
     def count_executions(self, workflow: str, since: float, until: float, started_after: float = 0) -> dict:
         """Executions of workflow created between since and until (started after started_after), by status."""
         rows = self.sql(f"SELECT status, count(*) FROM execution_entity WHERE \"workflowId\" = '{workflow}' "
@@ -152,7 +149,7 @@ class Drill:
             self.failures.append(f"{container}: its crash also restarted {collateral}")
         row = {"container": container, "recovery_s": round(recovered_at - killed_at, 1), "restarted": restarted,
                "also_restarted": collateral, **self.count(requests, killed_at, recovered_at, args.ok),
-               "executions": self.executions(args.workflow, killed_at - args.before, time.time())
+               "executions": self.count_executions(args.workflow, killed_at - args.before, time.time())
                if args.workflow else "n/a"}
         if row["after_failed"] or not row["after_sent"]:
             self.failures.append(f"{container}: {row['after_failed']} of {row['after_sent']} requests started after "
@@ -197,7 +194,7 @@ class Drill:
         final = {"success", "error", "crashed", "canceled"}
         deadline, statuses = time.time() + args.queue_within, {}
         while time.time() < deadline:
-            statuses = self.executions(args.queue_workflow, sent_from - 5, sent_until + 5)
+            statuses = self.count_executions(args.queue_workflow, sent_from - 5, sent_until + 5)
             if sum(statuses.values()) >= accepted and set(statuses) <= final:
                 break
             time.sleep(5)

@@ -150,10 +150,10 @@ class TestN8n:
         processes = {"aistack-worker-1-runner": "aistack-n8n-worker-1", "aistack-worker-2-runner": "aistack-n8n-worker-2"}
         ports = {"aistack-postgres": [5432], "aistack-redis": [6379], "aistack-traefik": [443], "aistack-n8n": [5678],
                  "aistack-n8n-webhook-1": [5678], **{process: [5678, 5679] for process in processes.values()}}
-        actual = connectivity(host, ports)
+        actual, networks = connectivity(host, ports), stack_networks(host)
         for runner, process in processes.items():
             assert actual[runner] == {f"{process}:5678", f"{process}:5679"}, runner
-            joined = stack_networks(host)[runner]
+            joined = networks[runner]
             assert joined == [f"n8n_runner-{process.removeprefix('aistack-').removeprefix('n8n-')}"], joined
             assert host.check_output(f"docker network inspect --format '{{{{.Internal}}}}' {joined[0]}") == "true"
         # The broker is bound to the runner network's address alone: even the data
@@ -162,7 +162,7 @@ class TestN8n:
             assert not {f"{p}:5679" for p in processes.values()} & actual[neighbour], neighbour
         # Main executes no code in queue mode (manual runs go to workers): n8n starts no
         # task broker there, so the role gives it no runner.
-        assert "aistack-n8n-runner" not in stack_networks(host)
+        assert "aistack-n8n-runner" not in networks
 
     def test_runner_env_holds_no_n8n_secret(self, host, runner_facts, host_secrets):
         assert {"n8n_encryption_key", "n8n_runners_auth_token", "n8n_jwt_secret", "postgres_user_n8n",
