@@ -42,6 +42,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PROBE = "/opt/aistack-tests/load_probe.py"
 OWNER_PROBE = "/opt/aistack-tests/owner_claim_probe.py"
+# One line per fault step, "<start> <end> <fault>" (Unix seconds): tests that watched the stack
+# all along (the owner-claim prober) tell what a fault caused from what it must never see.
+FAULT_WINDOWS = "/var/log/aistack-fault-windows.log"
 
 
 class Drill:
@@ -155,6 +158,11 @@ class Drill:
             self.failures.append(f"{container}: {row['after_failed']} of {row['after_sent']} requests started after "
                                  f"recovery failed: {row['after_errors']}")
         self.report["crashes"].append(row)
+        self.window(killed_at, container)
+
+    def window(self, start: float, fault: str) -> None:
+        """Record that a fault step ran from start until now."""
+        self.sh(f"echo '{int(start)} {int(time.time()) + 1} {fault}' >> {FAULT_WINDOWS}")
 
     @staticmethod
     def count(requests: list[dict], killed_at: float, recovered_at: float, expected: str = "200") -> dict:
@@ -203,6 +211,7 @@ class Drill:
             "queued_sent": len(answers), "queued_accepted": accepted, "down_s": round(down_at - sent_until, 1),
             "healthy_after_boot_s": round(healthy_at - booted_at, 1) if healthy_at else None,
             "code_node_through_traefik": facts, "executions": statuses, "started_after_boot": late}
+        self.window(sent_until, "reboot")
         if accepted != args.queue:
             self.failures.append(f"reboot: only {accepted} of {args.queue} queued requests were accepted: {answers}")
         if healthy_at is None:
@@ -260,6 +269,7 @@ def main() -> None:
     subprocess.run(["docker", "exec", args.host, "mkdir", "-p", "/opt/aistack-tests"], check=True)
     subprocess.run(["docker", "cp", str(HERE / "load_probe.py"), f"{args.host}:{PROBE}"], check=True)
     drill = Drill(args)
+    drill.sh(f"rm -f {FAULT_WINDOWS}")
     for container in filter(None, args.crash.split(",")):
         drill.crash(container)
     if args.reboot:
