@@ -1,6 +1,7 @@
 """Helpers shared by the scenarios' testinfra tests (imported via sys.path)."""
 
 import json
+import re
 from pathlib import Path
 
 PROBE = (Path(__file__).parent / "https_probe.py").read_text()
@@ -147,6 +148,47 @@ def connectivity(host, ports: dict) -> dict:
     cmd = host.run(f"python3 {CONNECTIVITY_PATH} '{spec}'")
     assert cmd.rc == 0, cmd.stderr
     return {source: set(hits) for source, hits in json.loads(cmd.stdout).items()}
+
+
+# Images that read no VARIABLE_FILE keep these secrets in their environment
+# (docs/security.md, "Secrets in the container configuration"): container name
+# pattern -> secret names (under /etc/aistack/secrets) it may show.
+SECRETS_IN_ENV_EXCEPTIONS = {
+    r"aistack-redis": r"redis_password",  # REDISCLI_AUTH for redis-cli (health check, operators)
+    r"aistack-redis-exporter": r"redis_password",
+    r"aistack-flower": r"redis_password",  # its broker URL
+    r"aistack-(n8n-)?(worker-[0-9]+-)?runner": r"n8n_runners_auth_token",  # the launcher reads no _FILE
+    r"aistack-fastapi-.*": r"postgres_user_.*|redis_password",  # the operator's app image
+}
+
+
+def assert_no_secret_in_container_config(host) -> None:
+    """`docker inspect` of every stack container (environment, command, labels) shows no value
+    stored under /etc/aistack/secrets, except the documented exceptions above; and each secret
+    a service reads through VARIABLE_FILE is a file of its own, mounted read-only: owner the
+    service's (non-root) user, 0400."""
+    names = host.check_output("ls /etc/aistack/secrets").split()
+    values = {name: secret(host, name) for name in names}
+    configs = json.loads(host.check_output("docker inspect $(docker ps -q --filter label=org.aistack.role)"))
+    leaks = {}
+    for config in configs:
+        container = config["Name"].lstrip("/")
+        shown = json.dumps([config["Config"].get("Env"), config["Config"].get("Cmd"), config["Config"].get("Labels"),
+                            config.get("Args")])
+        found = {name for name, value in values.items() if len(value) >= 8 and value in shown}
+        allowed = next((names for pattern, names in SECRETS_IN_ENV_EXCEPTIONS.items() if re.fullmatch(pattern, container)),
+                       None)
+        unexpected = {name for name in found if not (allowed and re.fullmatch(allowed, name))}
+        if unexpected:
+            leaks[container] = sorted(unexpected)
+        for mount in config["Mounts"]:
+            if mount["Destination"] == "/run/secrets":
+                assert mount["RW"] is False, container
+                for row in host.check_output(f"stat -c '%u %a %n' {mount['Source']}/*").splitlines():
+                    uid, mode, path = row.split()
+                    # The service's own (non-root) user; nothing else in the container reads it.
+                    assert mode == "400" and uid != "0", (container, path, uid, mode)
+    assert not leaks, f"secret values in docker inspect (name only): {leaks}"
 
 
 def assert_no_secret_in(host, output: str, what: str, inventory: dict | None = None) -> None:

@@ -314,8 +314,28 @@ def compose_files(specs: Iterable[Mapping[str, Any]], contents: Iterable[str], s
         if bool(spec.get("secret", False)) != secret:
             continue
         entry = {key: str(spec[key]) for key in ("owner", "group", "mode", "validate") if spec.get(key) not in (None, "")}
+        if spec.get("restart"):
+            entry["restart"] = [str(service) for service in spec["restart"]]
         entry.update(dest=str(spec["dest"]), content=str(content))
         entries.append(entry)
+    return entries
+
+
+def compose_secret_files(secrets: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Start-time secrets of a project's services as compose_project secret_files: for each service,
+    {owner: uid, values: {VARIABLE: value}} becomes secrets/<service>/<VARIABLE> (owner uid, mode 0400),
+    which the service mounts at /run/secrets and reads through VARIABLE_FILE (compose_lib's
+    secret_env/secret_mount); the service is recreated when one of its files changes."""
+    entries = []
+    for service, spec in sorted((secrets or {}).items()):
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("values"), Mapping):
+            raise ValueError(f"compose_secret_files: {service} needs {{owner, values: {{VARIABLE: value}}}}")
+        for variable, value in sorted(spec["values"].items()):
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(variable)):
+                raise ValueError(f"compose_secret_files: {variable!r} of {service} is not an environment variable name")
+            entries.append({"dest": f"secrets/{service}/{variable}", "content": str(value),
+                            "owner": str(spec.get("owner", "root")), "group": "root", "mode": "0400",
+                            "restart": [str(service)]})
     return entries
 
 
@@ -380,5 +400,5 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
                 "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks,
-                "container_ip": container_ip, "compose_files": compose_files,
+                "container_ip": container_ip, "compose_files": compose_files, "compose_secret_files": compose_secret_files,
                 "bcrypt_password": bcrypt_password}

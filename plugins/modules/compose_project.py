@@ -106,6 +106,17 @@ options:
       validate:
         description: Command run on the candidate file (C(%s) is its path) before it replaces the old one.
         type: str
+      restart:
+        description:
+          - Compose services that read this file only when they start (a C(_FILE) secret mounted from
+            C(secrets/<service>/)). When the file was written and C(docker compose up) did not create or
+            recreate them anyway, they are recreated (C(--force-recreate --no-deps --wait)): Compose cannot
+            see a change in a mounted file.
+          - A directory holding such files is made mode 0711 (traverse, no listing) so that a container's
+            non-root user reaches the files its own owner and mode allow.
+        type: list
+        elements: str
+        default: []
   wait_timeout:
     description: Seconds C(docker compose up --wait) waits for every service to be running and healthy.
     type: int
@@ -200,6 +211,8 @@ class Project:
         self.check = module.check_mode
         self.diffs: list[dict] = []
         self.files_changed: list[str] = []
+        # Services to recreate because a file they read at start was written.
+        self.restart: set[str] = set()
 
     def docker_compose(self, *args: str, check_rc: bool = False) -> tuple[int, str]:
         cmd = ["docker", "compose", "--ansi", "never", "--progress", "plain",
@@ -219,21 +232,26 @@ class Project:
             st = os.stat(path)
             return "", (st.st_uid, st.st_gid, st.st_mode & 0o7777)
 
-    def ensure_dir(self, path: str) -> None:
-        """The project directory: root, 0750 (other parents: created 0750 when missing)."""
+    def ensure_dir(self, path: str, mode: int | None = None) -> None:
+        """The project directory: root, 0750; a directory of start-time secrets: root, 0711 (mode);
+        other parents: created 0750 when missing."""
+        enforce = mode is not None or path == self.dir
+        mode = 0o750 if mode is None else mode
+        rel = os.path.relpath(path, self.dir)
         if os.path.isdir(path):
             st = os.stat(path)
-            if path == self.dir and (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (0, 0, 0o750):
-                self.files_changed.append(".")
+            if enforce and (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (0, 0, mode):
+                self.files_changed.append(rel)
                 if not self.check:
                     os.chown(path, 0, 0)
-                    os.chmod(path, 0o750)
+                    os.chmod(path, mode)
             return
-        if path == self.dir:
-            self.files_changed.append(".")
+        if enforce:
+            self.files_changed.append(rel)
         if not self.check:
-            os.makedirs(path, mode=0o750, exist_ok=True)
-            os.chmod(path, 0o750)
+            os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
+            os.makedirs(path, mode=mode, exist_ok=True)
+            os.chmod(path, mode)
 
     def put(self, rel: str, content: str, owner: str, group: str, mode: str, validate: str | None, show: bool) -> None:
         """Write one file when content, owner or mode differ; validate the candidate first."""
@@ -268,7 +286,12 @@ class Project:
         self.ensure_dir(self.dir)
         self.put(".env", p["env"], "root", "root", "0600", None, show=False)
         for item in p["secret_files"]:
+            if item["restart"]:
+                self.ensure_dir(os.path.dirname(os.path.join(self.dir, item["dest"])), mode=0o711)
+            before = len(self.files_changed)
             self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=False)
+            if len(self.files_changed) > before:
+                self.restart.update(item["restart"])
         for item in p["files"]:
             self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=True)
         # Compose reads .env and the files beside it: validate compose.yml last, in place.
@@ -295,7 +318,25 @@ class Project:
                     f"{self.params['wait_timeout']} s: {out.strip().splitlines()[-1] if out.strip() else rc}",
                 compose_output=out.splitlines()[-40:], compose_ps=ps.splitlines(), files_changed=self.files_changed)
         events = [m.group(1) for m in map(CHANGE_EVENT.match, out.splitlines()) if m]
-        return bool(events), events
+        return bool(events), events + self.recreate_for_files(events)
+
+    def recreate_for_files(self, events: list[str]) -> list[str]:
+        """Recreate the services whose start-time files were written, unless up just did."""
+        if not self.restart:
+            return []
+        rc, out = self.docker_compose("ps", "-a", "--format", "{{.Service}} {{.Name}}")
+        fresh = {event.split()[1] for event in events if event.split()[-1] in ("Created", "Recreated")}
+        services = sorted(service for service, name in (line.split() for line in out.splitlines() if line.strip())
+                          if service in self.restart and name not in fresh)
+        if not services:
+            return []
+        rc, out = self.docker_compose("up", "-d", "--wait", "--wait-timeout", str(self.params["wait_timeout"]),
+                                      "--no-deps", "--force-recreate", *services)
+        if rc != 0:
+            self.module.fail_json(msg=f"recreating {', '.join(services)} of {self.params['name']} (a file they read at "
+                                      f"start changed) failed or did not become healthy",
+                                  compose_output=out.splitlines()[-40:], files_changed=self.files_changed)
+        return [m.group(1) for m in map(CHANGE_EVENT.match, out.splitlines()) if m]
 
     def routes(self) -> bool:
         path, content = self.params["routes_path"], self.params["routes"]
@@ -327,7 +368,8 @@ def main() -> None:
         "validate": {"type": "str"},
     }
     secret_spec = dict(file_spec, content={"type": "str", "required": True, "no_log": True},
-                       mode={"type": "str", "default": "0600"})
+                       mode={"type": "str", "default": "0600"},
+                       restart={"type": "list", "elements": "str", "default": []})
     module = AnsibleModule(
         argument_spec={
             "name": {"type": "str", "required": True},
@@ -346,6 +388,7 @@ def main() -> None:
     project = Project(module)
     project.apply_files()
     compose_changed, events = project.up()
+    compose_changed = compose_changed or bool(events)
     routes_changed = project.routes()
     result = {
         "changed": bool(project.files_changed) or compose_changed or routes_changed,

@@ -21,7 +21,9 @@ Two checks:
   `docker run --entrypoint`) must be claimed by a contract's `role_usage`
   (or by `_not_kit_images.yml` for images the kit does not serve), and the
   tools and paths a claim names must be facts of that contract (listed in
-  `commands`/`paths`, never in `absent`).
+  `commands`/`paths`, never in `absent`); every VARIABLE_FILE a role passes
+  (a claim's `file_variables`) must be one the official image reads (the
+  contract's `file_variables`).
 
 Usage:
     python3 tests/images/contracts.py                 # everything
@@ -329,6 +331,11 @@ def check_roles(contracts: list[dict[str, Any]]) -> Result:
                 if str(usage["uid"]) not in uids:
                     result.failures.append(f"{ref}: {usage['file']} assumes uid {usage['uid']}, but the official "
                                            f"image's users are {sorted(uids)} ({contract['_file']})")
+            # A secret read through VARIABLE_FILE works only where the official image reads that file.
+            for variable in usage.get("file_variables", []):
+                if variable not in contract.get("file_variables", []):
+                    result.failures.append(f"{ref}: {usage['file']} passes {variable}_FILE, which is not a fact of "
+                                           f"{contract['_file']} (file_variables)")
             for used in usage.get("paths", []):
                 if used not in paths:
                     result.failures.append(f"{ref}: {usage['file']} relies on {used}, which is not a fact of "

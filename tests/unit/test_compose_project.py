@@ -19,7 +19,9 @@ FAKE_DOCKER = """#!/bin/sh
 echo "$@" >> "$FAKE_DOCKER_LOG"
 case "$*" in
   *" config -q") [ -n "$FAKE_CONFIG_FAILS" ] && { echo "invalid compose file" >&2; exit 15; }; exit 0 ;;
+  *" up "*"--force-recreate"*) printf '%b' "$FAKE_RECREATE_OUTPUT" >&2; exit 0 ;;
   *" up "*) printf '%b' "$FAKE_UP_OUTPUT" >&2; exit "${FAKE_UP_RC:-0}" ;;
+  *" ps -a --format {{.Service}} {{.Name}}") echo "redis aistack-redis"; echo "other aistack-other"; exit 0 ;;
   *" ps "*) echo "NAME STATE STATUS"; exit 0 ;;
 esac
 exit 0
@@ -150,3 +152,29 @@ def test_empty_routes_remove_the_file(run, tmp_path):
     result = run(routes="")
     assert result["changed"] and result["routes_changed"] and not routes.exists()
     assert not run(routes="")["changed"]
+
+
+def test_a_start_time_secret_recreates_its_service_unless_up_just_did(run, tmp_path, docker, monkeypatch):
+    """A _FILE secret (secrets/<service>/<VARIABLE>): the directory is 0711 (the container's own
+    user reaches its file), the file its owner's alone; Compose cannot see its content change,
+    so the module recreates the service that reads it, and only when up did not just create it."""
+    def secret(value: str) -> list:
+        return [{"dest": "secrets/redis/REDIS_PASSWORD", "content": value, "owner": "999", "mode": "0400",
+                 "restart": ["redis"]}]
+    monkeypatch.setenv("FAKE_UP_OUTPUT", " Container aistack-redis  Created\n Container aistack-redis  Started\n")
+    monkeypatch.setenv("FAKE_RECREATE_OUTPUT", " Container aistack-redis  Recreated\n Container aistack-redis  Started\n")
+    first = run(secret_files=secret("first-secret-value"))
+    project = tmp_path / "opt" / "redis"
+    assert "secrets/redis/REDIS_PASSWORD" in first["files_changed"]
+    assert mode(project / "secrets" / "redis") == 0o711 and mode(project / "secrets/redis/REDIS_PASSWORD") == 0o400
+    assert os.stat(project / "secrets/redis/REDIS_PASSWORD").st_uid == 999
+    assert "--force-recreate" not in docker.read_text()  # up created it with the file already there
+    monkeypatch.setenv("FAKE_UP_OUTPUT", " Container aistack-redis  Running\n Container aistack-redis  Healthy\n")
+    assert not run(secret_files=secret("first-secret-value"))["changed"]
+    assert "--force-recreate" not in docker.read_text()
+    rotated = run(secret_files=secret("second-secret-value"))
+    assert rotated["changed"] and rotated["files_changed"] == ["secrets/redis/REDIS_PASSWORD"]
+    assert rotated["compose_events"] == ["Container aistack-redis  Recreated", "Container aistack-redis  Started"]
+    assert "up -d --wait --wait-timeout 300 --no-deps --force-recreate redis" in docker.read_text()
+    assert "second-secret-value" not in repr(rotated)
+    assert (project / "secrets/redis/REDIS_PASSWORD").read_text() == "second-secret-value"

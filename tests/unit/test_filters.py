@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, compose_env, gpu_devices, htpasswd, traefik_labels,
+from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, compose_env, compose_secret_files, gpu_devices, htpasswd, traefik_labels,
                                                                  traefik_routes, weak_secrets, invalid_networks, compose_files,
                                                                  bcrypt_password)
 
@@ -219,3 +219,20 @@ def test_bcrypt_password_is_stable_checkable_and_per_account():
     assert hashed != bcrypt_password("Owner-Passw0rd", "other@example.test")
     with pytest.raises(ValueError, match="empty"):
         bcrypt_password("", "owner@example.test")
+
+
+def test_compose_secret_files_one_directory_per_service():
+    entries = compose_secret_files({"worker-1": {"owner": "1000", "values": {"N8N_ENCRYPTION_KEY": "k", "DB_PASS": "p"}},
+                                    "grafana": {"owner": "472", "values": {"GF_SECURITY_ADMIN_PASSWORD_": "g"}}})
+    assert entries == [
+        {"dest": "secrets/grafana/GF_SECURITY_ADMIN_PASSWORD_", "content": "g", "owner": "472", "group": "root",
+         "mode": "0400", "restart": ["grafana"]},
+        {"dest": "secrets/worker-1/DB_PASS", "content": "p", "owner": "1000", "group": "root", "mode": "0400",
+         "restart": ["worker-1"]},
+        {"dest": "secrets/worker-1/N8N_ENCRYPTION_KEY", "content": "k", "owner": "1000", "group": "root",
+         "mode": "0400", "restart": ["worker-1"]}]
+    assert compose_secret_files({}) == []
+    with pytest.raises(ValueError, match="not an environment variable name"):
+        compose_secret_files({"n8n": {"owner": "1000", "values": {"../escape": "x"}}})
+    with pytest.raises(ValueError, match="needs"):
+        compose_secret_files({"n8n": "not a mapping"})

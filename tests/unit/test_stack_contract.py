@@ -51,6 +51,9 @@ VARS = {
     "__ollama_secrets": {"secrets": {"ollama_web_password": "x"}},
     "__comfyui_secrets": {"secrets": {"comfyui_web_password": "x"}},
     "__monitoring_secrets": {"secrets": {"monitoring_web_password": "x"}},
+    "n8n_owner_password": "Stand-in-Owner-Passw0rd",
+    "__n8n_secrets": {"secrets": {"postgres_user_n8n": "x", "n8n_encryption_key": "x", "n8n_jwt_secret": "x",
+                                  "n8n_runners_auth_token": "x", "redis_password": "x"}},
 }
 # The capabilities the images that start as root need (all others run as a non-root user).
 CAP_ADD = {"aistack-traefik": ["NET_BIND_SERVICE"],
@@ -276,3 +279,31 @@ def test_former_docker_variable_names_still_work(tmp_path):
     n8n = yaml.safe_load((out / "n8n.yml").read_text())
     assert n8n["networks"]["aistack"]["name"] == "legacy-net" and n8n["networks"]["redis"]["name"] == "legacy-net_redis"
     assert n8n["services"]["n8n"]["x-traefik-n8n"]["traefik.docker.network"] == "legacy-net"
+
+
+# Secrets each service reads from /run/secrets/<VARIABLE> (VARIABLE_FILE) instead of its environment.
+N8N_FILE_SECRETS = {"DB_POSTGRESDB_PASSWORD", "N8N_ENCRYPTION_KEY", "N8N_USER_MANAGEMENT_JWT_SECRET",
+                    "N8N_RUNNERS_AUTH_TOKEN", "QUEUE_BULL_REDIS_PASSWORD"}
+FILE_SECRETS = {
+    "aistack-n8n": N8N_FILE_SECRETS | {"N8N_INSTANCE_OWNER_PASSWORD_HASH"},
+    "aistack-n8n-worker-1": N8N_FILE_SECRETS, "aistack-n8n-worker-2": N8N_FILE_SECRETS,
+    "aistack-n8n-webhook-1": N8N_FILE_SECRETS,
+    "aistack-postgres": {"POSTGRES_PASSWORD"}, "aistack-grafana": {"GF_SECURITY_ADMIN_PASSWORD_"},
+    "aistack-postgres-exporter": {"DATA_SOURCE_PASS"},
+}
+
+
+def test_secrets_reach_each_service_as_its_own_files(rendered):
+    """Where the image reads VARIABLE_FILE, the service's environment names the file and holds no
+    value, and it mounts its own secrets directory (no other service's); nothing else mounts one."""
+    seen = {}
+    for _, name, service, _ in services(rendered):
+        env = service.get("environment") or {}
+        mounts = [v for v in service.get("volumes", []) if isinstance(v, str) and v.startswith("./secrets/")]
+        files = {key.removesuffix("_FILE") for key, value in env.items() if str(value).startswith("/run/secrets/")}
+        if files or mounts:
+            seen[container_name(service)] = files
+            assert mounts == [f"./secrets/{name}:/run/secrets:ro"], (name, mounts)
+            assert all(env[f"{v}_FILE"] == f"/run/secrets/{v}" for v in files), name
+            assert not files & set(env), (name, "both VARIABLE and VARIABLE_FILE")
+    assert seen == FILE_SECRETS

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import (assert_no_docker_socket_on_the_edge, assert_owner_never_claimed,  # noqa: E402
+from testlib import (assert_no_docker_socket_on_the_edge, assert_no_secret_in_container_config, assert_owner_never_claimed,  # noqa: E402
                      assert_rate_limited_at_the_edge, connectivity, container_ip, pebble_root as fetch_pebble_root,
                      probe, secret, stack_networks)
 
@@ -103,6 +103,11 @@ class TestLayout:
         assert host.service("aistack-autoheal.timer").is_running
         daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
         assert daemon["icc"] is False and daemon["no-new-privileges"] is True and daemon["live-restore"] is True
+
+    def test_docker_inspect_shows_no_secret(self, host):
+        """Every image that reads VARIABLE_FILE gets its secrets as files of its own; the
+        exceptions (images that read none) are listed in docs/security.md."""
+        assert_no_secret_in_container_config(host)
 
     def test_no_network_facing_container_mounts_the_docker_socket(self, host):
         assert_no_docker_socket_on_the_edge(host)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import (assert_no_secret_in, assert_owner_never_claimed, assert_rate_limited_at_the_edge,  # noqa: E402
+from testlib import (assert_no_secret_in, assert_no_secret_in_container_config, assert_owner_never_claimed, assert_rate_limited_at_the_edge,  # noqa: E402
                      connectivity, container_ip, pebble_root as fetch_pebble_root, phase, probe, secret, stack_networks)
 
 HOSTNAME = "n8n.aistack.test"
@@ -270,7 +270,8 @@ class TestEdge:
         assert_owner_never_claimed(host)
 
     def test_n8n_created_its_owner_at_startup_main_process_only(self, host):
-        """N8N_INSTANCE_OWNER_* (owner.env, 0600) reach the main process only; n8n made the owner itself."""
+        """N8N_INSTANCE_OWNER_* (owner.env, 0600, and the hash's file) reach the main process only;
+        n8n made the owner itself."""
         owner_env = host.file("/opt/aistack/n8n/owner.env")
         assert owner_env.mode == 0o600 and owner_env.user == "root"
         assert "Molecule-Owner-Passw0rd" not in owner_env.content_string  # the bcrypt hash only
@@ -281,8 +282,13 @@ class TestEdge:
         main = env("aistack-n8n")
         assert main["N8N_INSTANCE_OWNER_MANAGED_BY_ENV"] == "true"
         assert main["N8N_INSTANCE_OWNER_EMAIL"] == "owner@aistack.test"
-        assert main["N8N_INSTANCE_OWNER_PASSWORD_HASH"].startswith("$2a$10$")
-        assert "N8N_INSTANCE_OWNER_PASSWORD_HASH" not in env("aistack-n8n-worker-1")
+        # The password hash: a file main alone mounts (N8N_INSTANCE_OWNER_PASSWORD_HASH_FILE).
+        assert "N8N_INSTANCE_OWNER_PASSWORD_HASH" not in main
+        hash_file = host.file("/opt/aistack/n8n/secrets/n8n/N8N_INSTANCE_OWNER_PASSWORD_HASH")
+        assert hash_file.content_string.startswith("$2a$10$") and hash_file.uid == 1000 and hash_file.mode == 0o400
+        assert main["N8N_INSTANCE_OWNER_PASSWORD_HASH_FILE"] == "/run/secrets/N8N_INSTANCE_OWNER_PASSWORD_HASH"
+        worker = env("aistack-n8n-worker-1")
+        assert not {"N8N_INSTANCE_OWNER_PASSWORD_HASH", "N8N_INSTANCE_OWNER_PASSWORD_HASH_FILE"} & set(worker)
 
     def test_metrics_and_owner_setup_are_internal_only(self, host, pebble_root):
         ip = container_ip(host, "aistack-n8n")
@@ -319,6 +325,11 @@ class TestEdge:
 
 
 class TestSecretsInOutput:
+    def test_docker_inspect_shows_no_secret(self, host):
+        """n8n, Postgres: every secret from a file of its own (VARIABLE_FILE); the runners'
+        launcher and Redis are the documented exceptions."""
+        assert_no_secret_in_container_config(host)
+
     def test_first_converge_at_vvv_printed_no_secret(self, host):
         """tests/run.py runs this scenario's first converge at -vvv (VERBOSE_CONVERGE) and keeps
         its output: no stored secret and no inventory secret may appear in it."""
