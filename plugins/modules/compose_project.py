@@ -110,8 +110,8 @@ options:
         description:
           - Compose services that read this file only when they start (a C(_FILE) secret mounted from
             C(secrets/<service>/)). When the file was written and C(docker compose up) did not create or
-            recreate them anyway, they are recreated (C(--force-recreate --no-deps --wait)): Compose cannot
-            see a change in a mounted file.
+            recreate them anyway, they are recreated (C(--force-recreate --no-deps --wait)), because Compose
+            cannot see a change in a mounted file.
           - A directory holding such files is made mode 0711 (traverse, no listing) so that a container's
             non-root user reaches the files its own owner and mode allow.
         type: list
