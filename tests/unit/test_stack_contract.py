@@ -80,7 +80,7 @@ PLAYBOOK = """
                         'databases': __postgres_databases,
                         'scrape_configs': __monitoring_scrape_configs,
                         'urls': {{}} | combine(*(__aistack_published | map(attribute='urls', default={{}}))),
-                        'n8n_dir': __n8n_dir}} | to_json }}}}"
+                        'n8n_dir': __n8n_dir, 'images': __docker_stack_images}} | to_json }}}}"
         dest: "{out}/wiring.json"
         mode: "0644"
 """
@@ -308,3 +308,11 @@ def test_secrets_reach_each_service_as_its_own_files(rendered):
             assert all(env[f"{v}_FILE"] == f"/run/secrets/{v}" for v in files), name
             assert not files & set(env), (name, "both VARIABLE and VARIABLE_FILE")
     assert seen == FILE_SECRETS
+
+
+def test_the_docker_role_pulls_exactly_the_images_the_stack_runs(rendered):
+    """What the roles publish as images (the docker role pulls them up front) is what their
+    rendered projects run: nothing pulled for nothing, nothing left to a later pull."""
+    wiring = json.loads((rendered / "wiring.json").read_text())
+    run = {service["image"] for _, _, service, _ in services(rendered)}
+    assert sorted(run) == wiring["images"]
