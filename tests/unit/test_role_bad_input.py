@@ -50,6 +50,8 @@ CASES = {
     "common: cpu percent above 100": ("redis", {"aistack_container_cpu_percent": 120}, r"aistack_container_cpu_percent \(120\) must be within 0-100"),
     "common: cpu limit not a number": ("redis", {"aistack_container_cpu_limits": {"aistack-redis": "two"}}, r"not numbers: aistack-redis"),
     "common: metrics dir relative": ("redis", {"aistack_metrics_dir": "metrics"}, r"aistack_metrics_dir=metrics must be an absolute host path"),
+    "common: verify not a known choice": ("redis", {"aistack_verify": "sometimes"}, r"aistack_verify.*(changed, always|choices)"),
+    "docker: pull parallelism not a number": ("docker", {"docker_pull_parallel": "many"}, r"docker_pull_parallel.*int"),
     "common: read-only not a bool": ("redis", {"aistack_container_read_only": "sometimes"}, r"aistack_container_read_only.*bool"),
     "fastapi: tmpfs not a list": ("fastapi_celery", {"fastapi_celery_tmpfs": {"path": "/cache"}}, r"fastapi_celery_tmpfs.*list"),
     "common: capability not a name": ("redis", {"aistack_container_cap_add": {"aistack-redis": ["cap_net_admin"]}}, r"aistack_container_cap_add\[aistack-redis\] must be a list of capability names"),
