@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -76,10 +77,11 @@ def sh(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, **kwargs)
 
 
-def playbook(*extra: str) -> tuple[float, str]:
+def playbook(*extra: str, env: dict | None = None) -> tuple[float, str]:
     """Run site.yml against the demo inventory; seconds and a recap summary."""
     start = time.monotonic()
-    proc = sh([str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo", *extra])
+    proc = sh([str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo", *extra],
+              env={**os.environ, **(env or {})})
     seconds = time.monotonic() - start
     found = RECAP.search(proc.stdout)
     if proc.returncode != 0 or not found:
@@ -104,6 +106,57 @@ def compose_all(action: str) -> float:
     return time.monotonic() - start
 
 
+def ssh_into_demo() -> list[str]:
+    """Make the demo host reachable over SSH as a production host is (openssh-server from
+    Debian, a key of the bench's own); the extra vars that switch site.yml to that path."""
+    key = ROOT / ".cache" / "bench" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "aistack-bench", "-f", str(key)], check=True)
+    public = key.with_suffix(".pub").read_text().strip()
+    in_host("command -v sshd >/dev/null || { apt-get update -qq && "
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }; "
+            f"install -d -m 0700 /root/.ssh && touch /root/.ssh/authorized_keys && "
+            f"grep -qxF '{public}' /root/.ssh/authorized_keys || echo '{public}' >> /root/.ssh/authorized_keys; "
+            "systemctl enable --now ssh >/dev/null 2>&1")
+    address = sh(["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", HOST],
+                 check=True).stdout.split()[0]
+    return ["-e", json.dumps({"ansible_connection": "ssh", "ansible_host": address, "ansible_user": "root",
+                              "ansible_ssh_private_key_file": str(key),
+                              "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"})]
+
+
+def mitogen_env() -> dict | None:
+    """Ansible settings for Mitogen's strategy (pip package `mitogen`), or None when it is not installed."""
+    found = sh([str(VENV_BIN / "python"), "-c", "import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))"])
+    if found.returncode != 0:
+        return None
+    return {"ANSIBLE_STRATEGY_PLUGINS": f"{found.stdout.strip()}/plugins/strategy", "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
+def connection_rows() -> list[tuple[str, str, str]]:
+    """The same no-op run over each connection layer."""
+    rows = []
+    ssh = ssh_into_demo()
+    variants = [("community.docker.docker (the demo's connection)", [], {}),
+                ("SSH, pipelining + ControlPersist (ansible.cfg)", ssh, {}),
+                ("SSH without pipelining", ssh, {"ANSIBLE_PIPELINING": "False"})]
+    mitogen = mitogen_env()
+    if mitogen:
+        variants.append(("SSH with Mitogen (mitogen_linear)", ssh, mitogen))
+    for label, extra, env in variants:
+        try:
+            playbook(*extra, env=env)  # warm: ControlPersist master, fact cache
+            seconds, recap = playbook(*extra, env=env)
+            rows.append((f"no-op site.yml over {label}", f"{seconds:.0f} s", recap))
+        except SystemExit as failed:
+            rows.append((f"no-op site.yml over {label}", "failed", str(failed)))
+        print(f"bench: {rows[-1]}", flush=True)
+    if not mitogen:
+        rows.append(("SSH with Mitogen", "not measured", "pip install mitogen into .venv to include it"))
+    return rows
+
+
 def load(host: str, path: str, clients: int, seconds: int) -> dict:
     proc = sh(["docker", "exec", "-i", HOST, "python3", "-", host, path, str(clients), str(seconds)],
               input=LOAD, check=True)
@@ -115,6 +168,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20, help="length of each load run (default 20)")
     parser.add_argument("--clients", type=int, nargs="*", default=[8, 32], help="concurrencies (default 8 32)")
     parser.add_argument("--skip-converge", action="store_true", help="leave out the stop-and-converge comparison")
+    parser.add_argument("--connections", action="store_true",
+                        help="also time the no-op run over SSH (sshd in the demo host) with and without "
+                             "pipelining, and with Mitogen when installed")
     args = parser.parse_args()
     if sh(["docker", "inspect", HOST]).returncode != 0:
         raise SystemExit(f"bench: no {HOST} host; run `make demo` first")
@@ -125,6 +181,8 @@ def main() -> int:
         seconds, recap = playbook(*extra)
         rows.append((label, f"{seconds:.0f} s", recap))
         print(f"bench: {label}: {seconds:.1f} s ({recap})", flush=True)
+    if args.connections:
+        rows += connection_rows()
     if not args.skip_converge:
         compose_all("stop")
         plain = compose_all("up")
