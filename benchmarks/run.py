@@ -18,10 +18,13 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -80,7 +83,8 @@ def sh(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 def playbook(*extra: str, env: dict | None = None) -> tuple[float, str]:
     """Run site.yml against the demo inventory; seconds and a recap summary."""
     start = time.monotonic()
-    proc = sh([str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo", *extra],
+    inventory = [] if "-i" in extra else ["-i", "inventories/demo"]
+    proc = sh([str(VENV_BIN / "ansible-playbook"), "site.yml", *inventory, *extra],
               env={**os.environ, **(env or {})})
     seconds = time.monotonic() - start
     found = RECAP.search(proc.stdout)
@@ -108,7 +112,7 @@ def compose_all(action: str) -> float:
 
 def ssh_into_demo() -> list[str]:
     """Make the demo host reachable over SSH as a production host is (openssh-server from
-    Debian, a key of the bench's own); the extra vars that switch site.yml to that path."""
+    Debian, a key of the bench's own); the arguments that point site.yml at it over SSH."""
     key = ROOT / ".cache" / "bench" / "id_ed25519"
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
@@ -121,9 +125,18 @@ def ssh_into_demo() -> list[str]:
             "systemctl enable --now ssh >/dev/null 2>&1")
     address = sh(["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", HOST],
                  check=True).stdout.split()[0]
-    return ["-e", json.dumps({"ansible_connection": "ssh", "ansible_host": address, "ansible_user": "root",
-                              "ansible_ssh_private_key_file": str(key),
-                              "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"})]
+    # An inventory of its own (not -e: extra vars would also send localhost's delegated tasks over SSH),
+    # beside the demo's so that its inventory_dir-relative paths resolve the same.
+    inventory = ROOT / "inventories" / ".bench-ssh"
+    shutil.rmtree(inventory, ignore_errors=True)
+    shutil.copytree(ROOT / "inventories" / "demo", inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    hosts["all"]["children"]["gpu_hosts"]["hosts"][HOST] = {
+        "ansible_connection": "ssh", "ansible_host": address, "ansible_user": "root",
+        "ansible_python_interpreter": "/usr/bin/python3", "ansible_ssh_private_key_file": str(key),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    return ["-i", str(inventory)]
 
 
 def mitogen_env() -> dict | None:
