@@ -314,8 +314,9 @@ def compose_files(specs: Iterable[Mapping[str, Any]], contents: Iterable[str], s
         if bool(spec.get("secret", False)) != secret:
             continue
         entry = {key: str(spec[key]) for key in ("owner", "group", "mode", "validate") if spec.get(key) not in (None, "")}
-        if spec.get("restart"):
-            entry["restart"] = [str(service) for service in spec["restart"]]
+        for key in ("restart", "reload"):
+            if spec.get(key):
+                entry[key] = [str(service) for service in spec[key]]
         entry.update(dest=str(spec["dest"]), content=str(content))
         entries.append(entry)
     return entries

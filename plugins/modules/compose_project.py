@@ -48,6 +48,39 @@ options:
     description: Content of C(compose.yml).
     type: str
     required: true
+  directories:
+    description:
+      - Directories under O(dir) the configuration lives in, made first with exactly this owner, group and
+        mode (a container's user may need to read them).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Path relative to O(dir).
+        type: str
+        required: true
+      owner:
+        description: Owner (name or uid).
+        type: raw
+        default: root
+      group:
+        description: Group (name or gid).
+        type: raw
+        default: root
+      mode:
+        description: Octal mode, for example C("0750").
+        type: str
+        default: "0750"
+      exclusive:
+        description: Regular files in it that no O(files) or O(secret_files) entry declares are removed.
+        type: bool
+        default: false
+      reload:
+        description: Services sent SIGHUP when a file in it was removed (see O(files[].reload)).
+        type: list
+        elements: str
+        default: []
   files:
     description: Configuration files without secrets (shown in diff mode).
     type: list
@@ -77,6 +110,13 @@ options:
       validate:
         description: Command run on the candidate file (C(%s) is its path) before it replaces the old one.
         type: str
+      reload:
+        description:
+          - Compose services that re-read this file on SIGHUP (Prometheus, Alertmanager). When it was written
+            and C(docker compose up) did not just create or recreate them, they get SIGHUP instead of a restart.
+        type: list
+        elements: str
+        default: []
   secret_files:
     description: Configuration files that hold secrets; their content is never shown or diffed.
     type: list
@@ -106,6 +146,11 @@ options:
       validate:
         description: Command run on the candidate file (C(%s) is its path) before it replaces the old one.
         type: str
+      reload:
+        description: As O(files[].reload).
+        type: list
+        elements: str
+        default: []
       restart:
         description:
           - Compose services that read this file only when they start (a C(_FILE) secret mounted from
@@ -211,8 +256,10 @@ class Project:
         self.check = module.check_mode
         self.diffs: list[dict] = []
         self.files_changed: list[str] = []
-        # Services to recreate because a file they read at start was written.
+        # Services to recreate because a file they read at start was written,
+        # and services to send SIGHUP because a file they re-read was.
         self.restart: set[str] = set()
+        self.reload: set[str] = set()
 
     def docker_compose(self, *args: str, check_rc: bool = False) -> tuple[int, str]:
         cmd = ["docker", "compose", "--ansi", "never", "--progress", "plain",
@@ -232,18 +279,18 @@ class Project:
             st = os.stat(path)
             return "", (st.st_uid, st.st_gid, st.st_mode & 0o7777)
 
-    def ensure_dir(self, path: str, mode: int | None = None) -> None:
-        """The project directory: root, 0750; a directory of start-time secrets: root, 0711 (mode);
-        other parents: created 0750 when missing."""
+    def ensure_dir(self, path: str, mode: int | None = None, owner: tuple[int, int] = (0, 0)) -> None:
+        """The project directory: root, 0750; a declared directory (mode given): that owner and mode;
+        other parents: created root 0750 when missing."""
         enforce = mode is not None or path == self.dir
         mode = 0o750 if mode is None else mode
         rel = os.path.relpath(path, self.dir)
         if os.path.isdir(path):
             st = os.stat(path)
-            if enforce and (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (0, 0, mode):
+            if enforce and (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (*owner, mode):
                 self.files_changed.append(rel)
                 if not self.check:
-                    os.chown(path, 0, 0)
+                    os.chown(path, *owner)
                     os.chmod(path, mode)
             return
         if enforce:
@@ -251,6 +298,7 @@ class Project:
         if not self.check:
             os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
             os.makedirs(path, mode=mode, exist_ok=True)
+            os.chown(path, *owner)
             os.chmod(path, mode)
 
     def put(self, rel: str, content: str, owner: str, group: str, mode: str, validate: str | None, show: bool) -> None:
@@ -284,19 +332,46 @@ class Project:
     def apply_files(self) -> None:
         p = self.params
         self.ensure_dir(self.dir)
+        for item in p["directories"]:
+            self.ensure_dir(os.path.join(self.dir, item["path"]), int(item["mode"], 8),
+                            (_uid(str(item["owner"])), _gid(str(item["group"]))))
         self.put(".env", p["env"], "root", "root", "0600", None, show=False)
         for item in p["secret_files"]:
             if item["restart"]:
                 self.ensure_dir(os.path.dirname(os.path.join(self.dir, item["dest"])), mode=0o711)
-            before = len(self.files_changed)
-            self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=False)
-            if len(self.files_changed) > before:
-                self.restart.update(item["restart"])
+            self.put_item(item, show=False)
         for item in p["files"]:
-            self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=True)
+            self.put_item(item, show=True)
+        self.prune()
         # Compose reads .env and the files beside it: validate compose.yml last, in place.
         self.put("compose.yml", p["project"], "root", "root", "0640",
                  f"docker compose --project-directory {shlex.quote(self.dir)} -f %s config -q", show=True)
+
+    def put_item(self, item: dict, show: bool) -> None:
+        """One declared file; remember which services must restart or reload when it was written."""
+        before = len(self.files_changed)
+        self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=show)
+        if len(self.files_changed) > before:
+            self.restart.update(item.get("restart") or [])
+            self.reload.update(item.get("reload") or [])
+
+    def prune(self) -> None:
+        """Remove undeclared regular files from the exclusive directories."""
+        declared = {os.path.normpath(item["dest"]) for item in self.params["files"] + self.params["secret_files"]}
+        for item in self.params["directories"]:
+            path = os.path.join(self.dir, item["path"])
+            if not item["exclusive"] or not os.path.isdir(path):
+                continue
+            for name in sorted(os.listdir(path)):
+                rel = os.path.normpath(os.path.join(item["path"], name))
+                if rel in declared or not os.path.isfile(os.path.join(path, name)) or name.startswith("."):
+                    continue
+                self.files_changed.append(rel)
+                self.diffs.append({"before_header": os.path.join(path, name), "after_header": "(removed)",
+                                   "before": "", "after": ""})
+                self.reload.update(item["reload"])
+                if not self.check:
+                    os.unlink(os.path.join(path, name))
 
     def up(self) -> tuple[bool, list[str]]:
         """docker compose up (or its dry run); whether anything changed, and what."""
@@ -318,16 +393,32 @@ class Project:
                     f"{self.params['wait_timeout']} s: {out.strip().splitlines()[-1] if out.strip() else rc}",
                 compose_output=out.splitlines()[-40:], compose_ps=ps.splitlines(), files_changed=self.files_changed)
         events = [m.group(1) for m in map(CHANGE_EVENT.match, out.splitlines()) if m]
-        return bool(events), events + self.recreate_for_files(events)
+        events += self.recreate_for_files(events)
+        return bool(events), events + self.reload_for_files(events)
 
-    def recreate_for_files(self, events: list[str]) -> list[str]:
-        """Recreate the services whose start-time files were written, unless up just did."""
-        if not self.restart:
+    def services_not_fresh(self, wanted: set[str], events: list[str]) -> list[str]:
+        """Of the wanted services, those up did not just create or recreate."""
+        if not wanted:
             return []
         rc, out = self.docker_compose("ps", "-a", "--format", "{{.Service}} {{.Name}}")
         fresh = {event.split()[1] for event in events if event.split()[-1] in ("Created", "Recreated")}
-        services = sorted(service for service, name in (line.split() for line in out.splitlines() if line.strip())
-                          if service in self.restart and name not in fresh)
+        return sorted(service for service, name in (line.split() for line in out.splitlines() if line.strip())
+                      if service in wanted and name not in fresh)
+
+    def reload_for_files(self, events: list[str]) -> list[str]:
+        """SIGHUP to the running services whose re-readable files were written (unless just started)."""
+        services = self.services_not_fresh(self.reload - self.restart, events)
+        if not services:
+            return []
+        rc, out = self.docker_compose("kill", "-s", "SIGHUP", *services)
+        if rc != 0:
+            self.module.fail_json(msg=f"sending SIGHUP to {', '.join(services)} of {self.params['name']} failed",
+                                  compose_output=out.splitlines()[-20:], files_changed=self.files_changed)
+        return [f"Container {service}  Reloaded" for service in services]
+
+    def recreate_for_files(self, events: list[str]) -> list[str]:
+        """Recreate the services whose start-time files were written, unless up just did."""
+        services = self.services_not_fresh(self.restart, events)
         if not services:
             return []
         rc, out = self.docker_compose("up", "-d", "--wait", "--wait-timeout", str(self.params["wait_timeout"]),
@@ -367,15 +458,26 @@ def main() -> None:
         "mode": {"type": "str", "default": "0644"},
         "validate": {"type": "str"},
     }
+    file_spec["reload"] = {"type": "list", "elements": "str", "default": []}
     secret_spec = dict(file_spec, content={"type": "str", "required": True, "no_log": True},
                        mode={"type": "str", "default": "0600"},
                        restart={"type": "list", "elements": "str", "default": []})
+    directory_spec = {
+        "path": {"type": "str", "required": True},
+        # raw: a uid given as a number (e.g. a role's uid variable) is used as it is, no conversion warning.
+        "owner": {"type": "raw", "default": "root"},
+        "group": {"type": "raw", "default": "root"},
+        "mode": {"type": "str", "default": "0750"},
+        "exclusive": {"type": "bool", "default": False},
+        "reload": {"type": "list", "elements": "str", "default": []},
+    }
     module = AnsibleModule(
         argument_spec={
             "name": {"type": "str", "required": True},
             "dir": {"type": "path", "required": True},
             "env": {"type": "str", "default": "", "no_log": True},
             "project": {"type": "str", "required": True},
+            "directories": {"type": "list", "elements": "dict", "default": [], "options": directory_spec},
             "files": {"type": "list", "elements": "dict", "default": [], "options": file_spec},
             # Not a secret itself (paths, modes); each content is no_log above.
             "secret_files": {"type": "list", "elements": "dict", "default": [], "options": secret_spec, "no_log": False},

@@ -178,3 +178,36 @@ def test_a_start_time_secret_recreates_its_service_unless_up_just_did(run, tmp_p
     assert "up -d --wait --wait-timeout 300 --no-deps --force-recreate redis" in docker.read_text()
     assert "second-secret-value" not in repr(rotated)
     assert (project / "secrets/redis/REDIS_PASSWORD").read_text() == "second-secret-value"
+
+
+def test_declared_directories_exclusive_pruning_and_reload_by_signal(run, tmp_path, docker, monkeypatch):
+    """Directories get exactly their owner and mode; a file a service re-reads (reload) gets it a
+    SIGHUP instead of a restart, unless up just created it; an exclusive directory loses the files
+    nobody declares any more (and its reload services get a SIGHUP for it)."""
+    project = tmp_path / "opt" / "redis"
+    directories = [{"path": "rules", "group": 65534, "mode": "0750", "exclusive": True, "reload": ["redis"]},
+                   {"path": "dash", "mode": "0755", "exclusive": True}]
+
+    def files(rules: str, dashboards: tuple = ("a.json",)) -> list:
+        return ([{"dest": "rules/aistack.yml", "content": rules, "group": "65534", "mode": "0640", "reload": ["redis"]}]
+                + [{"dest": f"dash/{name}", "content": "{}", "mode": "0644"} for name in dashboards])
+    monkeypatch.setenv("FAKE_UP_OUTPUT", " Container aistack-redis  Created\\n Container aistack-redis  Started\\n")
+    first = run(directories=directories, files=files("groups: []\n", ("a.json", "b.json")))
+    assert {"rules", "dash", "rules/aistack.yml", "dash/a.json", "dash/b.json"} <= set(first["files_changed"])
+    assert mode(project / "rules") == 0o750 and os.stat(project / "rules").st_gid == 65534
+    assert mode(project / "dash") == 0o755
+    assert " kill " not in docker.read_text()  # just created: it read the new file at start
+    monkeypatch.setenv("FAKE_UP_OUTPUT", " Container aistack-redis  Running\\n Container aistack-redis  Healthy\\n")
+    assert not run(directories=directories, files=files("groups: []\n", ("a.json", "b.json")))["changed"]
+    changed = run(directories=directories, files=files("groups: [{name: x}]\n", ("a.json", "b.json")))
+    assert changed["changed"] and changed["files_changed"] == ["rules/aistack.yml"]
+    assert "kill -s SIGHUP redis" in docker.read_text() and "--force-recreate" not in docker.read_text()
+    assert changed["compose_events"] == ["Container redis  Reloaded"]
+    (project / "rules" / "old.yml").write_text("groups: []\n")
+    pruned = run(directories=directories, files=files("groups: [{name: x}]\n"))
+    assert sorted(pruned["files_changed"]) == ["dash/b.json", "rules/old.yml"]
+    assert not (project / "dash" / "b.json").exists() and not (project / "rules" / "old.yml").exists()
+    assert docker.read_text().count("kill -s SIGHUP redis") == 2
+    os.chmod(project / "rules", 0o777)
+    assert run(directories=directories, files=files("groups: [{name: x}]\n"))["files_changed"] == ["rules"]
+    assert mode(project / "rules") == 0o750
