@@ -81,6 +81,11 @@ options:
         type: list
         elements: str
         default: []
+  absent:
+    description: Paths (relative to O(dir)) of files that must not exist (a feature turned off); removed when present.
+    type: list
+    elements: str
+    default: []
   files:
     description: Configuration files without secrets (shown in diff mode).
     type: list
@@ -343,6 +348,12 @@ class Project:
         for item in p["files"]:
             self.put_item(item, show=True)
         self.prune()
+        for rel in self.params["absent"]:
+            path = os.path.join(self.dir, rel)
+            if os.path.isfile(path):
+                self.files_changed.append(rel)
+                if not self.check:
+                    os.unlink(path)
         # Compose reads .env and the files beside it: validate compose.yml last, in place.
         self.put("compose.yml", p["project"], "root", "root", "0640",
                  f"docker compose --project-directory {shlex.quote(self.dir)} -f %s config -q", show=True)
@@ -478,6 +489,7 @@ def main() -> None:
             "env": {"type": "str", "default": "", "no_log": True},
             "project": {"type": "str", "required": True},
             "directories": {"type": "list", "elements": "dict", "default": [], "options": directory_spec},
+            "absent": {"type": "list", "elements": "str", "default": []},
             "files": {"type": "list", "elements": "dict", "default": [], "options": file_spec},
             # Not a secret itself (paths, modes); each content is no_log above.
             "secret_files": {"type": "list", "elements": "dict", "default": [], "options": secret_spec, "no_log": False},

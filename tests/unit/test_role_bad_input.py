@@ -53,6 +53,7 @@ CASES = {
     "common: verify not a known choice": ("redis", {"aistack_verify": "sometimes"}, r"aistack_verify.*(changed, always|choices)"),
     "docker: pull parallelism not a number": ("docker", {"docker_pull_parallel": "many"}, r"docker_pull_parallel.*int"),
     "common: read-only not a bool": ("redis", {"aistack_container_read_only": "sometimes"}, r"aistack_container_read_only.*bool"),
+    "fastapi: migrate_when not a known choice": ("fastapi_celery", {"fastapi_celery_migrate_when": "sometimes"}, r"fastapi_celery_migrate_when.*(image_changed, always|choices)"),
     "fastapi: tmpfs not a list": ("fastapi_celery", {"fastapi_celery_tmpfs": {"path": "/cache"}}, r"fastapi_celery_tmpfs.*list"),
     "common: capability not a name": ("redis", {"aistack_container_cap_add": {"aistack-redis": ["cap_net_admin"]}}, r"aistack_container_cap_add\[aistack-redis\] must be a list of capability names"),
     "fastapi: cap_add not a list": ("fastapi_celery", {"fastapi_celery_cap_add": {"NET_ADMIN": True}}, r"fastapi_celery_cap_add.*list"),
