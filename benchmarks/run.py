@@ -126,8 +126,8 @@ def ssh_into_demo() -> list[str]:
     address = sh(["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", HOST],
                  check=True).stdout.split()[0]
     # An inventory of its own (not -e: extra vars would also send localhost's delegated tasks over SSH),
-    # beside the demo's so that its inventory_dir-relative paths resolve the same.
-    inventory = ROOT / "inventories" / ".bench-ssh"
+    # two levels below the checkout as the demo's is, so its inventory_dir-relative paths resolve the same.
+    inventory = ROOT / ".cache" / "bench-ssh"
     shutil.rmtree(inventory, ignore_errors=True)
     shutil.copytree(ROOT / "inventories" / "demo", inventory)
     hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
