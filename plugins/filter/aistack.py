@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import posixpath
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -305,7 +306,8 @@ def compose_env(values: Mapping[str, Any]) -> str:
 
 def compose_files(specs: Iterable[Mapping[str, Any]], contents: Iterable[str], secret: bool = False) -> list[dict[str, Any]]:
     """compose_apply's file specs joined with their rendered contents, for aistack.hosting.compose_project:
-    the entries whose `secret` flag equals `secret` (their content is hidden from every output)."""
+    the entries whose `secret` flag equals `secret` (their content is hidden from every output). A `dest`
+    ending in "/" is that directory, under the basename of `src`."""
     specs, contents = list(specs or []), list(contents or [])
     if len(specs) != len(contents):
         raise ValueError(f"compose_files: {len(specs)} file specs but {len(contents)} rendered contents")
@@ -317,7 +319,10 @@ def compose_files(specs: Iterable[Mapping[str, Any]], contents: Iterable[str], s
         for key in ("restart", "reload"):
             if spec.get(key):
                 entry[key] = [str(service) for service in spec[key]]
-        entry.update(dest=str(spec["dest"]), content=str(content))
+        dest = str(spec["dest"])
+        if dest.endswith("/"):
+            dest += posixpath.basename(str(spec["src"]))
+        entry.update(dest=dest, content=str(content))
         entries.append(entry)
     return entries
 

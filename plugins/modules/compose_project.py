@@ -349,11 +349,8 @@ class Project:
             self.put_item(item, show=True)
         self.prune()
         for rel in self.params["absent"]:
-            path = os.path.join(self.dir, rel)
-            if os.path.isfile(path):
-                self.files_changed.append(rel)
-                if not self.check:
-                    os.unlink(path)
+            if os.path.isfile(os.path.join(self.dir, rel)):
+                self.remove(rel)
         # Compose reads .env and the files beside it: validate compose.yml last, in place.
         self.put("compose.yml", p["project"], "root", "root", "0640",
                  f"docker compose --project-directory {shlex.quote(self.dir)} -f %s config -q", show=True)
@@ -377,12 +374,16 @@ class Project:
                 rel = os.path.normpath(os.path.join(item["path"], name))
                 if rel in declared or not os.path.isfile(os.path.join(path, name)) or name.startswith("."):
                     continue
-                self.files_changed.append(rel)
                 self.diffs.append({"before_header": os.path.join(path, name), "after_header": "(removed)",
                                    "before": "", "after": ""})
                 self.reload.update(item["reload"])
-                if not self.check:
-                    os.unlink(os.path.join(path, name))
+                self.remove(rel)
+
+    def remove(self, rel: str) -> None:
+        """Delete a file of the project (in check mode: only report it)."""
+        self.files_changed.append(rel)
+        if not self.check:
+            os.unlink(os.path.join(self.dir, rel))
 
     def up(self) -> tuple[bool, list[str]]:
         """docker compose up (or its dry run); whether anything changed, and what."""
@@ -404,21 +405,23 @@ class Project:
                     f"{self.params['wait_timeout']} s: {out.strip().splitlines()[-1] if out.strip() else rc}",
                 compose_output=out.splitlines()[-40:], compose_ps=ps.splitlines(), files_changed=self.files_changed)
         events = [m.group(1) for m in map(CHANGE_EVENT.match, out.splitlines()) if m]
-        events += self.recreate_for_files(events)
-        return bool(events), events + self.reload_for_files(events)
+        # Files read at start or re-read on SIGHUP: Compose cannot see them change.
+        stale = self.services_not_fresh(self.restart | self.reload, events)
+        events += self.recreate(sorted(stale & self.restart))
+        events += self.send_reload(sorted(stale & (self.reload - self.restart)))
+        return bool(events), events
 
-    def services_not_fresh(self, wanted: set[str], events: list[str]) -> list[str]:
-        """Of the wanted services, those up did not just create or recreate."""
+    def services_not_fresh(self, wanted: set[str], events: list[str]) -> set[str]:
+        """Of the wanted services, those up did not just create or recreate (one `ps`, only when asked)."""
         if not wanted:
-            return []
+            return set()
         rc, out = self.docker_compose("ps", "-a", "--format", "{{.Service}} {{.Name}}")
         fresh = {event.split()[1] for event in events if event.split()[-1] in ("Created", "Recreated")}
-        return sorted(service for service, name in (line.split() for line in out.splitlines() if line.strip())
-                      if service in wanted and name not in fresh)
+        return {service for service, name in (line.split() for line in out.splitlines() if line.strip())
+                if service in wanted and name not in fresh}
 
-    def reload_for_files(self, events: list[str]) -> list[str]:
-        """SIGHUP to the running services whose re-readable files were written (unless just started)."""
-        services = self.services_not_fresh(self.reload - self.restart, events)
+    def send_reload(self, services: list[str]) -> list[str]:
+        """SIGHUP to the services whose re-readable files were written."""
         if not services:
             return []
         rc, out = self.docker_compose("kill", "-s", "SIGHUP", *services)
@@ -427,9 +430,8 @@ class Project:
                                   compose_output=out.splitlines()[-20:], files_changed=self.files_changed)
         return [f"Container {service}  Reloaded" for service in services]
 
-    def recreate_for_files(self, events: list[str]) -> list[str]:
-        """Recreate the services whose start-time files were written, unless up just did."""
-        services = self.services_not_fresh(self.restart, events)
+    def recreate(self, services: list[str]) -> list[str]:
+        """Recreate the services whose start-time files were written."""
         if not services:
             return []
         rc, out = self.docker_compose("up", "-d", "--wait", "--wait-timeout", str(self.params["wait_timeout"]),
@@ -468,8 +470,8 @@ def main() -> None:
         "group": {"type": "str", "default": "root"},
         "mode": {"type": "str", "default": "0644"},
         "validate": {"type": "str"},
+        "reload": {"type": "list", "elements": "str", "default": []},
     }
-    file_spec["reload"] = {"type": "list", "elements": "str", "default": []}
     secret_spec = dict(file_spec, content={"type": "str", "required": True, "no_log": True},
                        mode={"type": "str", "default": "0600"},
                        restart={"type": "list", "elements": "str", "default": []})
@@ -502,7 +504,6 @@ def main() -> None:
     project = Project(module)
     project.apply_files()
     compose_changed, events = project.up()
-    compose_changed = compose_changed or bool(events)
     routes_changed = project.routes()
     result = {
         "changed": bool(project.files_changed) or compose_changed or routes_changed,

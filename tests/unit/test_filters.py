@@ -236,3 +236,9 @@ def test_compose_secret_files_one_directory_per_service():
         compose_secret_files({"n8n": {"owner": "1000", "values": {"../escape": "x"}}})
     with pytest.raises(ValueError, match="needs"):
         compose_secret_files({"n8n": "not a mapping"})
+
+
+def test_compose_files_dest_directory_keeps_the_source_name():
+    entries = compose_files([{"src": "/ctl/dashboards/host.json", "dest": "grafana/dashboards/", "mode": "0644"},
+                             {"src": "a.j2", "dest": "conf/a.yml"}], ["{}", "a: 1"])
+    assert [e["dest"] for e in entries] == ["grafana/dashboards/host.json", "conf/a.yml"]
