@@ -10,6 +10,8 @@ command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
 # ansible-test sanity's shellcheck test is skipped (with only a warning) without it.
 command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
+# The backup tool's unit tests run real restic against a local repository.
+command -v restic >/dev/null 2>&1 || need_pkgs+=(restic)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${need_pkgs[*]} from Debian"

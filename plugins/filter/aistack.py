@@ -400,6 +400,72 @@ def weak_secrets(values: Mapping[str, Any], min_length: int = 12) -> list[str]:
     return problems
 
 
+BACKUP_TARGET_FIELDS = {
+    "local": {"required": ("path",), "optional": ()},
+    "sftp": {"required": ("host", "user", "path", "host_key", "private_key"), "optional": ("port",)},
+    "s3": {"required": ("bucket", "access_key_id", "secret_access_key"), "optional": ("endpoint", "path", "region")},
+}
+HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}$")
+
+
+def backup_target_problems(targets: Any) -> list[str]:
+    """One problem line per wrong backup_targets entry, naming the entry and the fix, never a secret."""
+    if not isinstance(targets, list) or not targets:
+        return ["backup_targets must be a non-empty list of repositories, e.g. [{name: local, type: local, "
+                "path: /var/backups/aistack/restic}]"]
+    problems, names = [], []
+    for index, target in enumerate(targets):
+        where = f"backup_targets[{index}]"
+        if not isinstance(target, Mapping):
+            problems.append(f"{where} must be a mapping with name and type")
+            continue
+        name, kind = target.get("name"), target.get("type")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+            problems.append(f"{where}.name must be lower-case letters, digits and dashes (e.g. offsite-s3)")
+        elif name in names:
+            problems.append(f"{where}.name {name!r} is used twice: every target needs its own name")
+        names.append(name)
+        where = f"backup_targets[{name if isinstance(name, str) else index}]"
+        if kind not in BACKUP_TARGET_FIELDS:
+            problems.append(f"{where}.type {kind!r} is not a known target type: use local, sftp or s3")
+            continue
+        fields = BACKUP_TARGET_FIELDS[kind]
+        unknown = sorted(set(target) - {"name", "type", *fields["required"], *fields["optional"]})
+        if unknown:
+            problems.append(f"{where}: {', '.join(unknown)} not used by a {kind} target "
+                            f"(it takes {', '.join(fields['required'] + fields['optional'])})")
+        for field in fields["required"]:
+            if not isinstance(target.get(field), str) or not target.get(field, "").strip():
+                hint = {"host_key": " (the server's public host key, e.g. from `ssh-keyscan -t ed25519 HOST`: "
+                                    "the host key is pinned, never trusted on first use)",
+                        "private_key": " (an OpenSSH private key, from Vault)",
+                        "access_key_id": " (from Vault)", "secret_access_key": " (from Vault)"}.get(field, "")
+                problems.append(f"{where}.{field} is missing: a {kind} target needs it{hint}")
+        if kind == "local" and isinstance(target.get("path"), str) and not target["path"].startswith("/"):
+            problems.append(f"{where}.path must be an absolute path")
+        if kind == "sftp":
+            host_key = target.get("host_key")
+            if isinstance(host_key, str) and host_key.strip() and not all(
+                    HOST_KEY.match(" ".join(line.split()[:2])) for line in host_key.strip().splitlines()):
+                problems.append(f"{where}.host_key must be public host key lines (\"ssh-ed25519 AAAA...\"), "
+                                "as `ssh-keyscan` prints them without the host name")
+            key = target.get("private_key")
+            if isinstance(key, str) and key.strip() and "PRIVATE KEY-----" not in key:
+                problems.append(f"{where}.private_key is not a private key (-----BEGIN OPENSSH PRIVATE KEY-----...)")
+            port = target.get("port", 22)
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                problems.append(f"{where}.port must be a TCP port number")
+        if kind == "s3":
+            endpoint = target.get("endpoint") or ""
+            if endpoint and not re.match(r"^https?://[^/\s]+/?$", endpoint):
+                problems.append(f"{where}.endpoint must be a URL such as https://s3.example.com (no path: "
+                                "use bucket and path)")
+            if isinstance(target.get("bucket"), str) and target["bucket"] and not re.fullmatch(
+                    r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", target["bucket"]):
+                problems.append(f"{where}.bucket is not a valid S3 bucket name")
+    return problems
+
+
 class FilterModule:
     """aistack.hosting filters."""
 
@@ -407,4 +473,4 @@ class FilterModule:
         return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
                 "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks,
                 "container_ip": container_ip, "compose_files": compose_files, "compose_secret_files": compose_secret_files,
-                "bcrypt_password": bcrypt_password}
+                "bcrypt_password": bcrypt_password, "backup_target_problems": backup_target_problems}

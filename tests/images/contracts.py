@@ -275,8 +275,9 @@ SITE_PATTERNS = (
     re.compile(r"--entrypoint\b"),                  # one-shot runs of a service image's tool
     re.compile(r"docker_container:"),               # one-shot containers (e.g. a migration command)
     re.compile(r"docker run\b.*\b(nginx|pebble)"),  # test fixtures run by official name
+    re.compile(r"\.docker\(\"(exec|run)\""),          # host tools' own docker wrappers (roles/*/files/*.py)
 )
-SITE_FILES = ("roles/*/templates/*.j2", "roles/*/tasks/*.yml", "roles/*/vars/*.yml",
+SITE_FILES = ("roles/*/templates/*.j2", "roles/*/tasks/*.yml", "roles/*/vars/*.yml", "roles/*/files/*.py",
               "molecule/*/*.yml", "molecule/*/tests/*.py", "molecule/shared/*")
 BUILDING_BLOCKS = Path("roles/common/templates/compose_lib.j2")
 WINDOW = 12  # at most this many lines belong to one site (argv lists, block-style test lists)

@@ -27,6 +27,13 @@ PLAYBOOK = """
 # What railway_n8n needs before its later checks run (stand-ins for Vault values).
 RAILWAY_OK = {"railway_n8n_token": "t", "railway_n8n_encryption_key": "k" * 32,
               "railway_n8n_owner_email": "owner@example.test", "railway_n8n_owner_password": "Owner-Passw0rd-1"}
+BACKUP_PASSWORD = "Unit-Backup-Passw0rd-42"
+BACKUP_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOb0Ct8Mkd4T2WlqCvDm0Vg5xjuuKkG3JIvTLuqH0Ake"
+BACKUP_SFTP = {"name": "offsite-sftp", "type": "sftp", "host": "vault.example.test", "user": "restic", "path": "/srv/restic",
+               "host_key": BACKUP_HOST_KEY,
+               "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n"}
+BACKUP_S3 = {"name": "offsite-s3", "type": "s3", "endpoint": "https://s3.example.test", "bucket": "aistack-backups",
+             "access_key_id": "AKIAUNITTEST", "secret_access_key": "unit-secret-access-key"}
 CASES = {
     "docker: unknown install source": ("docker", {"docker_install_source": "snap"}, r"docker_install_source.*(one of|official)"),
     "docker: daemon options not a dict": ("docker", {"docker_daemon_options": "log-driver=journald"}, r"docker_daemon_options.*dict"),
@@ -280,6 +287,36 @@ CASES = {
     "single_container: owner password placeholder": (
         "single_container", {"single_container_owner_password": "your-password-here"}, r"single_container_owner_password is a placeholder",
     ),
+    # backup: the repositories must be usable from another machine after this one is gone.
+    "backup: off-host target without a repository password": (
+        "backup", {"backup_targets": [BACKUP_S3]}, r"backup_password is missing: with an off-host target"),
+    "backup: unknown target type": (
+        "backup", {"backup_targets": [{"name": "ftp", "type": "ftp", "path": "/x"}]}, r"backup_targets.*(local, sftp, s3)"),
+    "backup: retention that keeps nothing": (
+        "backup", {"backup_retention": {"daily": 0, "weekly": 0}}, r"backup_retention keeps no snapshot"),
+    "backup: retention with an unknown policy": (
+        "backup", {"backup_retention": {"daily": 7, "forever": 1}}, r"backup_retention: forever not a restic keep policy"),
+    "backup: S3 without credentials": (
+        "backup", {"backup_password": BACKUP_PASSWORD, "backup_targets": [{**BACKUP_S3, "secret_access_key": ""}]},
+        r"backup_targets\[offsite-s3\].secret_access_key is missing"),
+    "backup: SFTP without a host key": (
+        "backup", {"backup_password": BACKUP_PASSWORD, "backup_targets": [{**BACKUP_SFTP, "host_key": ""}]},
+        r"backup_targets\[offsite-sftp\].host_key is missing.*pinned"),
+    "backup: SFTP host key as known_hosts line": (
+        "backup", {"backup_password": BACKUP_PASSWORD, "backup_targets": [{**BACKUP_SFTP, "host_key": "vault " + BACKUP_HOST_KEY}]},
+        r"backup_targets\[offsite-sftp\].host_key must be public host key lines"),
+    "backup: local path relative": (
+        "backup", {"backup_targets": [{"name": "local", "type": "local", "path": "backups"}]},
+        r"backup_targets\[local\].path must be an absolute path"),
+    "backup: two targets with one name": (
+        "backup", {"backup_targets": [{"name": "local", "type": "local", "path": "/a"}, {"name": "local", "type": "local", "path": "/b"}]},
+        r"backup_targets\[1\].name 'local' is used twice"),
+    "backup: placeholder repository password": (
+        "backup", {"backup_password": "change-me-please-now"}, r"backup_password is a placeholder"),
+    "backup: max age of zero": ("backup", {"backup_max_age_hours": 0}, r"backup_max_age_hours and backup_check_max_age_hours must be at least 1"),
+    "backup: restore from an unknown target": (
+        "backup", {"backup_restore_target": "nas"}, r"backup_restore_target nas is not the name of a backup_targets entry"),
+    "backup: targets not a list": ("backup", {"backup_targets": "s3://bucket"}, r"backup_targets.*list"),
 }
 SECRET_NAME = re.compile(r"(password|token|secret|encryption_key)$")  # not e.g. nvidia_toolkit_repo_key (a key URL)
 
