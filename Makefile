@@ -1,13 +1,14 @@
 # Entry points. A fresh Debian 12 machine needs only `make demo` or `make test`.
 PY := .venv/bin/python
 
-.PHONY: help setup kit demo demo-clean bench test lint unit sanity molecule clean
+.PHONY: help setup kit demo demo-clean bench bench-backup test lint unit sanity molecule clean
 
 help:
 	@echo "make demo       set up, start a disposable systemd host container, run site.yml -i inventories/demo against it"
 	@echo "make test       set up and run the whole suite (lint, unit, collection artifact, molecule); ends with 'N passed, N failed'"
 	@echo "make lint|unit|sanity|molecule   one stage of the suite (sanity: ansible-test 2.19+2.18, galaxy-importer, antsibull-docs)"
 	@echo "make bench      after make demo: time no-op/--tags/--check runs and n8n webhook throughput on the demo host"
+	@echo "make bench-backup  after make demo: backup size and time, drill time, wipe the stack and time its restore (RTO)"
 	@echo "make demo-clean remove the demo host; make clean also removes the image kit"
 
 setup:
@@ -24,6 +25,9 @@ demo-clean:
 
 bench: setup
 	@$(PY) benchmarks/run.py
+
+bench-backup: setup
+	@$(PY) benchmarks/backup.py
 
 test: kit
 	@$(PY) tests/run.py

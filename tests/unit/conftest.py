@@ -59,3 +59,14 @@ def run_module(monkeypatch) -> Callable[..., dict]:
         return results.pop()
 
     return runner
+
+
+def load_host_tool(relative: str) -> ModuleType:
+    """A role's host-side Python tool (roles/<role>/files/<tool>.py), imported by path."""
+    import importlib.util
+
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,28 +8,23 @@ the deleted directory. Docker is not involved (no Postgres, no volumes): the
 molecule scenario `lifecycle` covers those on real containers.
 """
 
-import importlib.util
 import json
 import shutil
 import sqlite3
 import subprocess
-from pathlib import Path
 
 import pytest
+from conftest import load_host_tool
 
 from ansible_collections.aistack.hosting.plugins.filter.aistack import backup_target_problems
 
-SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "backup" / "files" / "aistack-backup.py"
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOb0Ct8Mkd4T2WlqCvDm0Vg5xjuuKkG3JIvTLuqH0Ake"
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("aistack_backup", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_host_tool("roles/backup/files/aistack-backup.py")
 
 
 def test_repository_strings(tool):

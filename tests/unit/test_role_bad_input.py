@@ -317,6 +317,11 @@ CASES = {
     "backup: restore from an unknown target": (
         "backup", {"backup_restore_target": "nas"}, r"backup_restore_target nas is not the name of a backup_targets entry"),
     "backup: targets not a list": ("backup", {"backup_targets": "s3://bucket"}, r"backup_targets.*list"),
+    "upgrade: keep nothing": ("upgrade", {"upgrade_keep": 0}, r"upgrade_keep must be 1 or more"),
+    "upgrade: smoke check without a scheme": (
+        "upgrade", {"upgrade_smoke_checks": [{"url": "n8n.example.com/webhook/health"}]},
+        r"upgrade_smoke_checks: every url must start with http:// or https://"),
+    "upgrade: smoke check without a url": ("upgrade", {"upgrade_smoke_checks": [{"status": 200}]}, r"upgrade_smoke_checks.*url"),
 }
 SECRET_NAME = re.compile(r"(password|token|secret|encryption_key)$")  # not e.g. nvidia_toolkit_repo_key (a key URL)
 

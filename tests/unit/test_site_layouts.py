@@ -33,3 +33,13 @@ def test_site_without_railway_hosts_does_not_reach_railway(tmp_path):
     assert proc.returncode == 0, output
     assert "Skip unless the inventory has hosts in railway_split_hosts" in output, output
     assert "railway_n8n" not in output.replace("railway_split_hosts", ""), output
+
+
+def test_upgrade_applies_the_gpu_host_service_roles_in_layout_order():
+    import yaml
+
+    layout = yaml.safe_load((ROOT / "playbooks" / "gpu_host.yml").read_text())[0]["roles"]
+    names = [entry["role"].removeprefix("aistack.hosting.") for entry in layout]
+    upgrade = yaml.safe_load((ROOT / "playbooks" / "upgrade.yml").read_text())[0]["vars"]["__upgrade_roles"]
+    host_roles = {"docker", "firewall", "ssh_hardening", "unattended_upgrades", "nvidia_toolkit", "backup"}
+    assert upgrade == [name for name in names if name not in host_roles]

@@ -58,7 +58,7 @@ def grafana(method: str, path: str, body: dict | None = None) -> dict:
     conn.request(method, path, body=json.dumps(body) if body is not None else None,
                  headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
     response = conn.getresponse()
-    return {"status": response.status, **json.loads(response.read() or b"{}")}
+    return {**json.loads(response.read() or b"{}"), "http_status": response.status}
 
 
 def webhook(n: int) -> dict:
@@ -78,7 +78,7 @@ def edit() -> None:
         webhook(n)
     saved = grafana("POST", "/api/dashboards/db", {"dashboard": {"uid": "aistack-lifecycle", "title": "Edited before the backup",
                                                                  "panels": [], "tags": ["lifecycle"]}, "overwrite": True})
-    assert saved["status"] == 200, saved
+    assert saved["http_status"] == 200, saved
 
 
 def facts() -> dict:

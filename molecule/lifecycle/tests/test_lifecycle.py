@@ -96,3 +96,16 @@ def test_no_backup_secret_is_readable_by_others(host):
         f = host.file(path)
         assert f.user == "root" and f.mode & 0o077 == 0, path
     assert host.file("/etc/aistack/backup").mode == 0o700
+
+
+def test_n8n_runs_the_upgraded_version_after_the_rollbacks(host):
+    # side_effect: 2.40.x -> 2.41.1 rolled back (smoke check failed after migrations),
+    # -> 2.41.1 (recorded), -> a broken image rolled back to 2.41.1.
+    images = {name: host.check_output(f"docker inspect --format '{{{{.Config.Image}}}}' {name}")
+              for name in ("aistack-n8n", "aistack-n8n-runner")}
+    assert images == {"aistack-n8n": "n8nio/n8n:2.41.1", "aistack-n8n-runner": "n8nio/runners:2.41.1"}, images
+    history = json.loads(host.check_output("/usr/local/sbin/aistack-upgrade versions"))
+    assert history[-1]["projects"]["n8n"] == ["n8nio/n8n:2.41.1", "n8nio/runners:2.41.1"], history[-1]
+    assert not any("aistack-broken" in image for entry in history for images in entry["projects"].values()
+                   for image in images), history
+
