@@ -1,7 +1,7 @@
 # Entry points. A fresh Debian 12 machine needs only `make demo` or `make test`.
 PY := .venv/bin/python
 
-.PHONY: help setup kit demo demo-clean bench bench-backup test lint unit sanity molecule clean
+.PHONY: help setup kit kit-test demo demo-clean bench bench-backup test lint unit sanity molecule clean
 
 help:
 	@echo "make demo       set up, start a disposable systemd host container, run site.yml -i inventories/demo against it"
@@ -17,6 +17,10 @@ setup:
 kit: setup
 	@$(PY) tests/images/kit.py up --with n8n
 
+# The suite also needs the previous n8n release (the lifecycle scenario's upgrade).
+kit-test: setup
+	@$(PY) tests/images/kit.py up --with n8n --with n8n-previous
+
 demo: kit
 	@$(PY) scripts/demo.py up
 
@@ -29,7 +33,7 @@ bench: setup
 bench-backup: setup
 	@$(PY) benchmarks/backup.py
 
-test: kit
+test: kit-test
 	@$(PY) tests/run.py
 
 lint: setup
@@ -41,7 +45,7 @@ unit: setup
 sanity: setup
 	@$(PY) tests/run.py --stages sanity
 
-molecule: kit
+molecule: kit-test
 	@$(PY) tests/run.py --stages collection,molecule
 
 clean: demo-clean

@@ -30,9 +30,9 @@ from sanity import checks as galaxy_checks  # noqa: E402  (tests/sanity/checks.p
 CACHE = ROOT / ".cache"
 INSTALLED_COLLECTIONS = CACHE / "collections"
 # Every scenario runs in CI (see README, "Tests").
-SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "single_container", "split_railway"]
+SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "single_container", "split_railway", "lifecycle"]
 # Start order when they run in parallel: longest first, so the lanes end together.
-SCENARIO_ORDER = ["gpu_host", "single_container", "n8n", "split_railway", "data_edge", "nvidia_toolkit", "docker"]
+SCENARIO_ORDER = ["gpu_host", "lifecycle", "single_container", "n8n", "split_railway", "data_edge", "nvidia_toolkit", "docker"]
 LOGS = ROOT / ".cache" / "logs"
 # The one molecule test sequence (and the settings every scenario shares).
 MOLECULE_BASE = ROOT / ".config" / "molecule" / "config.yml"
@@ -282,7 +282,7 @@ def stage_sanity(report: Report) -> None:
 def stage_contracts(report: Report) -> None:
     """Each kit image against its official image's contract (tests/images/contracts/), one check per image.
 
-    Needs the kit built (`make test` runs `kit.py up --with n8n` first); ~1 min.
+    Needs the kit built (`make test` runs `kit.py up --with n8n --with n8n-previous` first); ~1 min.
     """
     cmd = [sys.executable, "tests/images/contracts.py", "--json"]
     print(f"$ {' '.join(cmd)}", flush=True)

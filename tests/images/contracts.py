@@ -13,6 +13,9 @@ Two checks:
 * image (needs the kit built, `kit.py up --with n8n`): for each contract,
   `docker image inspect <official name>` and ONE `docker run --rm
   --entrypoint sh` probe as the image's own user; every fact is compared.
+  A contract's `also_images` (other official tags the kit builds from the
+  same Dockerfiles, e.g. the previous n8n release) are checked the same way,
+  each on its own line.
   A fact that differs fails unless the contract documents it under
   `differs`; a documented difference that no longer differs fails too
   (stale contract).
@@ -75,6 +78,15 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 1),
                 "failures": self.failures, "documented": self.documented}
+
+
+def per_image(contracts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One contract per official reference to check: `image` and each of its `also_images`."""
+    checked = []
+    for contract in contracts:
+        checked.append(contract)
+        checked += [{**contract, "image": ref, "also_images": []} for ref in contract.get("also_images", [])]
+    return checked
 
 
 def load_contracts() -> list[dict[str, Any]]:
@@ -372,13 +384,14 @@ def main() -> int:
                              "official image pulled elsewhere, or a deliberately broken variant)")
     args = parser.parse_args()
     contracts = load_contracts()
+    images = per_image(contracts)
     use = dict(item.split("=", 1) for item in args.use)
-    unknown = (set(args.images) | set(use)) - {c["image"] for c in contracts}
+    unknown = (set(args.images) | set(use)) - {c["image"] for c in images}
     if unknown:
         parser.error(f"no contract for {sorted(unknown)}")
     results = [check_roles(contracts)]
     if not args.static:
-        chosen = [c for c in contracts if not (args.images or use) or c["image"] in args.images or c["image"] in use]
+        chosen = [c for c in images if not (args.images or use) or c["image"] in args.images or c["image"] in use]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             results += list(pool.map(lambda c: check_image(c, use.get(c["image"])), chosen))
     if args.json:

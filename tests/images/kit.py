@@ -155,10 +155,11 @@ class DockerfileImage:
     registry); ``needs_ca_certs`` puts the host's extra CA certificates in a
     ``ca/`` directory of the (temporary) build context. ``on_demand`` marks a
     heavy image that ``up``/``build``/``push`` skip unless it is named (see
-    ``select_on_demand``); it is not part of the content hash. ``context``
-    (a directory relative to the repository root) builds from a Dockerfile
-    that lives elsewhere in the repository, e.g. an application the
-    collection ships, instead of ``tests/images/<name>``.
+    ``select_on_demand``); it is not part of the content hash. ``context`` (a directory relative to the
+    repository root) builds from a Dockerfile that lives elsewhere in the
+    repository, e.g. an application the collection ships, or another kit
+    image's directory with other build arguments, instead of
+    ``tests/images/<name>``.
     """
 
     name: str
@@ -214,6 +215,51 @@ def _base(suite: str) -> RootfsImage:
         name=f"base-{suite}", repo="aistack-kit/base", stable_tag=suite,
         suite=suite, packages=BASE_PACKAGES, cmd=("bash",),
         files={"usr/sbin/policy-rc.d": (0o755, POLICY_RC_D)},
+    )
+
+
+# n8n releases the kit builds (both install from the npm registry here; 2.41.3,
+# the newest, does not). n8n 2.40.x and 2.41.x both declare engines.node
+# ">=24.0.0": one Node.js for both.
+N8N_VERSION = "2.41.1"
+N8N_PREVIOUS_VERSION = "2.40.7"  # the newest 2.40.x: the "previous release" of upgrade/rollback tests
+N8N_NODE_BUILD_ARGS = {"NODE_VERSION": "24.19.0", "NODE_WHEEL_SHA256":
+                       "4196a947bcc883f2003ab101762d729f3e99b5e86b75bd09151563403e2eceb8"}
+
+
+def _n8n(version: str, task_runner_version: str, suffix: str = "",
+         runner_aliases: tuple[str, ...] = ()) -> tuple[DockerfileImage, ...]:
+    """n8n, n8n-official and n8n-runners (+ ``suffix``) of one n8n release.
+
+    The same three Dockerfiles for every release, parametrised by build
+    arguments only: without a suffix the images are ``tests/images/<name>``
+    themselves, with one they build from those directories (``context``).
+    ``task_runner_version`` is the ``@n8n/task-runner`` that n8n@``version``
+    pins (the runners Dockerfile checks it as its N8N_VERSION): a patch
+    release of n8n does not always bump it (n8n 2.40.7 pins 2.40.3), and the
+    official runners image of that tag ships the same code.
+    ``runner_aliases`` are extra registry tags of the runners image.
+    """
+    def context(name: str) -> str:
+        return f"tests/images/{name}" if suffix else ""
+
+    return (
+        # On demand (`up --with n8n`): ~10 min cold build, ~2.4 GB. Not pushed
+        # under an official name itself: n8n-official (its package manager
+        # removed, as in the official image) is n8nio/n8n.
+        DockerfileImage(f"n8n{suffix}", parent="base-trixie",
+                        build_args={"N8N_VERSION": version, **N8N_NODE_BUILD_ARGS},
+                        needs_ca_certs=True, on_demand=True, context=context("n8n")),
+        DockerfileImage(f"n8n-official{suffix}", parent=f"n8n{suffix}",
+                        official_refs=(f"n8nio/n8n:{version}",),
+                        on_demand=True, context=context("n8n-official"),
+                        description="aistack test kit: n8n from npm on Debian, package manager removed "
+                                    "(as in the official Alpine image)"),
+        # The official runners image deletes apk-tools too: FROM the image without apt/dpkg.
+        DockerfileImage(f"n8n-runners{suffix}", parent=f"n8n-official{suffix}",
+                        official_refs=(f"n8nio/runners:{version}", *runner_aliases),
+                        build_args={"N8N_VERSION": task_runner_version},
+                        on_demand=True, context=context("n8n-runners")),
     )
 
 
@@ -285,24 +331,22 @@ IMAGES: dict[str, Image] = {image.name: image for image in (
                     build_args={"GRAFANA_VERSION": "12.2.0"},
                     description="aistack test kit: TEST DOUBLE of Grafana (Python stand-in for its HTTP API "
                                 "and file provisioning, no UI)"),
-    # On demand (`up --with n8n`): ~10 min cold build, ~2.6 GB. Not pushed
-    # under an official name itself: n8n-official (its package manager
-    # removed, as in the official image) is n8nio/n8n.
-    DockerfileImage("n8n", parent="base-trixie",
-                    build_args={"N8N_VERSION": "2.41.1", "NODE_VERSION": "24.19.0",
-                                "NODE_WHEEL_SHA256":
-                                "4196a947bcc883f2003ab101762d729f3e99b5e86b75bd09151563403e2eceb8"},
-                    needs_ca_certs=True, on_demand=True),
-    DockerfileImage("n8n-official", parent="n8n",
-                    official_refs=("n8nio/n8n:2.41.1",),
+    # The n8n images: n8n, n8n-official (n8nio/n8n), n8n-runners (n8nio/runners).
+    # The runners image is also tagged <version>-aistack-broken, unchanged, to
+    # pair with the n8n-broken fixture below.
+    *_n8n(N8N_VERSION, N8N_VERSION, runner_aliases=(f"n8nio/runners:{N8N_VERSION}-aistack-broken",)),
+    # The previous release, for the upgrade/rollback tests only (`up --with
+    # n8n-previous`: `make test`, not `make demo`): the same Dockerfiles;
+    # ~10 min and ~2.4 GB more.
+    *_n8n(N8N_PREVIOUS_VERSION, task_runner_version="2.40.3", suffix="-previous"),
+    # TEST FIXTURE, not a stand-in for any official image: n8nio/n8n:<version>
+    # whose process exits 1 at start, so that an n8n role run with
+    # n8n_version=<version>-aistack-broken fails only because n8n does not start.
+    DockerfileImage("n8n-broken", parent="n8n-official",
+                    official_refs=(f"n8nio/n8n:{N8N_VERSION}-aistack-broken",),
                     on_demand=True,
-                    description="aistack test kit: n8n from npm on Debian, package manager removed "
-                                "(as in the official Alpine image)"),
-    # The official runners image deletes apk-tools too: FROM the image without apt/dpkg.
-    DockerfileImage("n8n-runners", parent="n8n-official",
-                    official_refs=("n8nio/runners:2.41.1",),
-                    build_args={"N8N_VERSION": "2.41.1"},
-                    on_demand=True),
+                    description="aistack test kit: TEST FIXTURE, deliberately broken n8n image "
+                                "(exits 1 at start, for upgrade/rollback tests; not an official image)"),
 )}
 
 
@@ -714,7 +758,7 @@ class Kit:
     def report(self, action: str, name: str, detail: str = "") -> None:
         """One short line per item."""
         with self._lock:
-            print(f"{action:<11} {name:<15} {detail}".rstrip(), flush=True)
+            print(f"{action:<11} {name:<21} {detail}".rstrip(), flush=True)
 
     def elapsed(self) -> float:
         """Seconds since this run started."""
@@ -1035,8 +1079,9 @@ def default_items() -> list[str]:
 def select_on_demand(names: Sequence[str]) -> list[str]:
     """``names`` plus the on-demand images built FROM them, transitively.
 
-    ``n8n`` selects ``n8n`` and ``n8n-runners`` (whose parent is n8n); the
-    parents of a named image come in through ``Kit.closure`` anyway.
+    ``n8n`` selects ``n8n``, ``n8n-official``, ``n8n-runners`` and
+    ``n8n-broken`` (built FROM it); ``n8n-previous`` the previous release's
+    three. The parents of a named image come in through ``Kit.closure`` anyway.
     """
     unknown = [name for name in names if name not in IMAGES and name not in ARTIFACTS]
     if unknown:
