@@ -466,17 +466,27 @@ class Tool:
     def cmd_restore_postgres(self) -> int:
         keep = Path(self.config["restore_dir"]) / "postgres"
         state = json.loads((Path(self.config["restore_dir"]) / "restored.json").read_text())
+        # container -> its databases (the dumps' container: the Postgres role's fixed name, on any host)
+        dumps: dict[str, list[str]] = {}
         for item in state["postgres"]:
-            source, database = item.split("/", 1)
-            container = source if source in self.config["postgres_containers"] else self.config["postgres_containers"][0]
-            with open(keep / source / "globals.sql", "rb") as handle:
+            container, database = item.split("/", 1)
+            dumps.setdefault(container, []).append(database)
+        for container, names in dumps.items():
+            if self.docker("inspect", "--format", "{{.State.Running}}", container, check=False).stdout.strip() != "true":
+                raise BackupError(f"Postgres container {container} is not running: converge the postgres role first")
+            with open(keep / container / "globals.sql", "rb") as handle:
                 # Roles the converge created already exist: those statements fail harmlessly.
                 self.docker("exec", "-i", "-u", "postgres", container, "psql", "-q", stdin=handle, check=False)
-            with open(keep / source / f"{database}.dump", "rb") as handle:
-                self.docker("exec", "-i", "-u", "postgres", container, "pg_restore", "--clean", "--if-exists",
-                            "--create", "--exit-on-error", "-d", "postgres", stdin=handle,
-                            what=f"pg_restore {database}")
-            print(f"restored database {database} into {container}")
+            for database in names:
+                # A fresh host has no client yet; anywhere else, sessions would block the drop.
+                self.docker("exec", "-u", "postgres", container, "psql", "-qtAX", "-c",
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            f"WHERE datname = '{database}' AND pid <> pg_backend_pid()", check=False)
+                with open(keep / container / f"{database}.dump", "rb") as handle:
+                    self.docker("exec", "-i", "-u", "postgres", container, "pg_restore", "--clean", "--if-exists",
+                                "--create", "--exit-on-error", "-d", "postgres", stdin=handle,
+                                what=f"pg_restore {database}")
+                print(f"restored database {database} into {container}")
         (Path(self.config["restore_dir"]) / "postgres-restored").write_text(json.dumps(state) + "\n")
         return 0
 
