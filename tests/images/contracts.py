@@ -15,7 +15,8 @@ Two checks:
   --entrypoint sh` probe as the image's own user; every fact is compared.
   A contract's `also_images` (other official tags the kit builds from the
   same Dockerfiles, e.g. the previous n8n release) are checked the same way,
-  each on its own line.
+  each on its own line; an entry may override the facts that differ for its
+  tag (e.g. `config.env.PG_MAJOR` of pgvector/pgvector:0.8.0-pg15).
   A fact that differs fails unless the contract documents it under
   `differs`; a documented difference that no longer differs fails too
   (stale contract).
@@ -80,12 +81,29 @@ class Result:
                 "failures": self.failures, "documented": self.documented}
 
 
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, mappings merged key by key (lists and values replaced)."""
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            value = merged(result[key], value)
+        result[key] = value
+    return result
+
+
 def per_image(contracts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One contract per official reference to check: `image` and each of its `also_images`."""
+    """One contract per official reference to check: `image` and each of its `also_images`.
+
+    An `also_images` entry is a reference (every fact holds for it as well) or a mapping
+    `{image: REF, config: {env: {PG_MAJOR: "15"}}, ...}`: the facts that differ for that
+    tag, laid over the contract's (mappings merged key by key).
+    """
     checked = []
     for contract in contracts:
         checked.append(contract)
-        checked += [{**contract, "image": ref, "also_images": []} for ref in contract.get("also_images", [])]
+        for entry in contract.get("also_images", []):
+            entry = {"image": entry} if isinstance(entry, str) else entry
+            checked.append({**merged(contract, entry), "also_images": []})
     return checked
 
 

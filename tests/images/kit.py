@@ -275,6 +275,17 @@ IMAGES: dict[str, Image] = {image.name: image for image in (
     DockerfileImage("pgvector", parent="base-trixie",
                     official_refs=("pgvector/pgvector:0.8.0-pg17", "pgvector/pgvector:pg17"),
                     build_args={"PG_MAJOR": "17", "PGVECTOR_VERSION": "0.8.0"}),
+    # The previous Postgres major, for the postgres role's major-upgrade test (15 -> 17): the
+    # same Dockerfile (context) with PG_MAJOR=15, on bookworm like the official postgres:15.
+    # Bookworm ships postgresql-15 but no pgvector package: its parent pgvector-pg15-deb is
+    # base-bookworm plus a local apt repository with postgresql-15-pgvector rebuilt from
+    # Debian trixie's pgvector 0.8.0 source package (the version of the pg17 image).
+    DockerfileImage("pgvector-pg15-deb", parent="base-bookworm",
+                    build_args={"PG_MAJOR": "15", "PGVECTOR_VERSION": "0.8.0", "SOURCE_SUITE": "trixie"}),
+    DockerfileImage("pgvector-pg15", parent="pgvector-pg15-deb",
+                    official_refs=("pgvector/pgvector:0.8.0-pg15", "pgvector/pgvector:pg15"),
+                    build_args={"PG_MAJOR": "15", "PGVECTOR_VERSION": "0.8.0"},
+                    context="tests/images/pgvector"),
     DockerfileImage("redis", parent="base-trixie",
                     official_refs=("redis:8.0.2",),
                     build_args={"REDIS_VERSION": "8.0.2"}),
