@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """aistack-backup: encrypted restic snapshots of an aistack host, and their restore.
 
 Installed by the aistack.hosting.backup role, driven by its JSON config
@@ -380,7 +379,7 @@ class Tool:
         self.docker("run", "-d", "--rm", "--name", name, "--network", "none", "--tmpfs", "/var/lib/postgresql",
                     "-e", "POSTGRES_HOST_AUTH_METHOD=trust", "-v", f"{dumps}:/restore:ro", image, what="docker run (check)")
         try:
-            for _ in range(90):
+            for _attempt in range(90):
                 if self.docker("exec", name, "pg_isready", "-U", "postgres", "-h", "127.0.0.1", check=False).returncode == 0:
                     break
                 time.sleep(1)
@@ -415,7 +414,9 @@ class Tool:
         manifest = self.restore_stage(target, snapshot, from_host, work, [])
         includes = [str(self.stage), *manifest["paths"], *[v["mountpoint"] for v in manifest["volumes"]]]
         manifest = self.restore_stage(target, snapshot, from_host, work, includes)
-        root = lambda path: work / str(path).lstrip("/")  # noqa: E731
+        def root(path) -> Path:
+            return work / str(path).lstrip("/")
+
         restored = []
         for path in manifest["paths"]:  # /etc/aistack (secrets) first
             if root(path).exists():
@@ -492,7 +493,7 @@ class Tool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "check", "snapshots"):

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """aistack-upgrade: the safety net around an upgrade of an aistack host.
 
 Installed by the aistack.hosting.upgrade role; playbooks/upgrade.yml drives it:
@@ -96,7 +95,7 @@ def differs(left: Path, right: Path) -> bool:
     compare = filecmp.dircmp(left, right)
     if compare.left_only or compare.right_only or compare.funny_files:
         return True
-    _, mismatch, errors = filecmp.cmpfiles(left, right, compare.common_files, shallow=False)
+    _same, mismatch, errors = filecmp.cmpfiles(left, right, compare.common_files, shallow=False)
     return bool(mismatch or errors) or any(differs(left / d, right / d) for d in compare.common_dirs)
 
 
@@ -180,7 +179,7 @@ def record(base: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare")
     prep.add_argument("--base", default="/opt/aistack")
