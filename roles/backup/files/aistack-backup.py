@@ -414,6 +414,7 @@ class Tool:
         manifest = self.restore_stage(target, snapshot, from_host, work, [])
         includes = [str(self.stage), *manifest["paths"], *[v["mountpoint"] for v in manifest["volumes"]]]
         manifest = self.restore_stage(target, snapshot, from_host, work, includes)
+
         def root(path) -> Path:
             return work / str(path).lstrip("/")
 
