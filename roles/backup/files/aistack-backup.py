@@ -201,6 +201,9 @@ class Tool:
     def docker(self, *args: str, stdout=None, stdin=None, check: bool = True, what: str = ""):
         return self.run(["docker", *args], stdout=stdout, stdin=stdin, check=check, what=what or f"docker {args[0]}")
 
+    def running(self, container: str) -> bool:
+        return self.docker("inspect", "--format", "{{.State.Running}}", container, check=False).stdout.strip() == "true"
+
     # ---- staging ----
     def volume_mountpoint(self, name: str) -> str | None:
         result = self.docker("volume", "inspect", "--format", "{{.Mountpoint}}", name, check=False)
@@ -211,7 +214,7 @@ class Tool:
         out.mkdir(parents=True)
         dumped = []
         for container in self.config["postgres_containers"]:
-            if self.docker("inspect", "--format", "{{.State.Running}}", container, check=False).stdout.strip() != "true":
+            if not self.running(container):
                 raise BackupError(f"Postgres container {container} is not running: no consistent dump possible")
             target = out / container
             target.mkdir()
@@ -269,8 +272,11 @@ class Tool:
         return paths, excludes
 
     # ---- metrics ----
-    def write_metrics(self, updates: dict) -> None:
+    def write_metrics(self, updates: dict, absent: dict | None = None) -> None:
+        """Merge into the file: ``updates`` replace, ``absent`` fill only what the file lacks."""
         values = parse_metrics(self.metrics_file.read_text()) if self.metrics_file.exists() else {}
+        for (key, target), value in (absent or {}).items():
+            values.setdefault((f"{METRIC_PREFIX}_{key}", target), value)
         values.update({(f"{METRIC_PREFIX}_{k}", target): v for (k, target), v in updates.items()})
         self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=self.metrics_file.parent, delete=False) as handle:
@@ -286,8 +292,8 @@ class Tool:
             paths, excludes = self.stage_all()
         except (BackupError, OSError, sqlite3.Error) as error:
             print(f"staging failed: {error}", file=sys.stderr)
-            now = time.time()
-            self.write_metrics({k: v for t in targets for k, v in self.failed(t, started, now).items()})
+            for target in targets:
+                self.write_failure(target, started)
             return 1
         staging_seconds, failures = time.time() - started, 0
         for target in targets:
@@ -316,20 +322,19 @@ class Tool:
             except (BackupError, OSError) as error:
                 failures += 1
                 print(f"{target['name']}: FAILED: {error}", file=sys.stderr)
-                self.write_metrics(self.failed(target, begun, time.time()))
+                self.write_failure(target, begun)
         shutil.rmtree(self.stage, ignore_errors=True)
         return 1 if failures else 0
 
-    def failed(self, target: dict, begun: float, now: float, prefix: str = "") -> dict:
-        values = {(f"{prefix}last_run_success", target["name"]): 0,
-                  (f"{prefix}last_run_timestamp_seconds", target["name"]): now,
-                  (f"{prefix}max_age_seconds", target["name"]): self.config[f"{prefix}max_age_seconds"]}
-        old = parse_metrics(self.metrics_file.read_text()) if self.metrics_file.exists() else {}
-        key = (f"{METRIC_PREFIX}_{prefix}last_success_timestamp_seconds", target["name"])
-        values[(f"{prefix}last_success_timestamp_seconds", target["name"])] = old.get(key, 0)
+    def write_failure(self, target: dict, begun: float, prefix: str = "") -> None:
+        """A failed run or check: 0, when, the max age; the last success time stays (0 if never)."""
+        name, now = target["name"], time.time()
+        updates = {(f"{prefix}last_run_success", name): 0,
+                   (f"{prefix}last_run_timestamp_seconds", name): now,
+                   (f"{prefix}max_age_seconds", name): self.config[f"{prefix}max_age_seconds"]}
         if not prefix:
-            values[("duration_seconds", target["name"])] = now - begun
-        return values
+            updates[("duration_seconds", name)] = now - begun
+        self.write_metrics(updates, absent={(f"{prefix}last_success_timestamp_seconds", name): 0})
 
     def cmd_check(self, only: str | None = None) -> int:
         failures = 0
@@ -347,7 +352,7 @@ class Tool:
             except (BackupError, OSError) as error:
                 failures += 1
                 print(f"{target['name']}: CHECK FAILED: {error}", file=sys.stderr)
-                self.write_metrics(self.failed(target, begun, time.time(), prefix="check_"))
+                self.write_failure(target, begun, prefix="check_")
         return 1 if failures else 0
 
     def restore_stage(self, target: dict, snapshot: str, from_host: str, into: Path, include: list[str]) -> dict:
@@ -474,7 +479,7 @@ class Tool:
             container, database = item.split("/", 1)
             dumps.setdefault(container, []).append(database)
         for container, names in dumps.items():
-            if self.docker("inspect", "--format", "{{.State.Running}}", container, check=False).stdout.strip() != "true":
+            if not self.running(container):
                 raise BackupError(f"Postgres container {container} is not running: converge the postgres role first")
             with open(keep / container / "globals.sql", "rb") as handle:
                 # Roles the converge created already exist: those statements fail harmlessly.
