@@ -1,13 +1,14 @@
 # Entry points. A fresh Debian 12 machine needs only `make demo` or `make test`.
 PY := .venv/bin/python
 
-.PHONY: help setup kit kit-test demo demo-clean bench bench-backup test lint unit sanity molecule clean
+.PHONY: help setup kit kit-test demo demo-clean bench bench-n8n bench-backup test lint unit sanity molecule clean
 
 help:
 	@echo "make demo       set up, start a disposable systemd host container, run site.yml -i inventories/demo against it"
 	@echo "make test       set up and run the whole suite (lint, unit, collection artifact, molecule); ends with 'N passed, N failed'"
 	@echo "make lint|unit|sanity|molecule   one stage of the suite (sanity: ansible-test 2.19+2.18, galaxy-importer, antsibull-docs)"
 	@echo "make bench      after make demo: time no-op/--tags/--check runs and n8n webhook throughput on the demo host"
+	@echo "make bench-n8n  after make demo: n8n webhook throughput before the tuning, with each n8n_profile and in regular mode"
 	@echo "make bench-backup  after make demo: backup size and time, drill time, wipe the stack and time its restore (RTO)"
 	@echo "make demo-clean remove the demo host; make clean also removes the image kit"
 
@@ -29,6 +30,9 @@ demo-clean:
 
 bench: setup
 	@$(PY) benchmarks/run.py
+
+bench-n8n: setup
+	@$(PY) benchmarks/run.py --n8n-profiles
 
 bench-backup: setup
 	@$(PY) benchmarks/backup.py

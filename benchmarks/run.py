@@ -178,6 +178,37 @@ def load(host: str, path: str, clients: int, seconds: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# n8n throughput settings compared by --n8n-profiles, each applied with `--tags n8n`.
+# "before": the settings this role used before its tuning (n8n's own defaults for
+# the Postgres pool and the vm expression engine's cache, pool and timing).
+N8N_PROFILES = [
+    ("before (n8n's defaults)", {"n8n_env_extra": {"DB_POSTGRESDB_POOL_SIZE": "2",
+                                                   "N8N_EXPRESSION_ENGINE_COMPILE_CACHE": "false",
+                                                   "N8N_EXPRESSION_ENGINE_POOL_SIZE": "1",
+                                                   "N8N_EXPRESSION_ENGINE_OBSERVABILITY_ENABLED": "true"}}),
+    ("n8n_profile: standard (the default)", {}),
+    ("n8n_profile: throughput", {"n8n_profile": "throughput"}),
+    ("n8n_profile: standard, n8n_mode: regular", {"n8n_mode": "regular"}),
+]
+
+
+def n8n_profile_rows(clients: list[int], seconds: int) -> list[tuple[str, str, str]]:
+    """Each n8n setting applied in turn, warmed up, then loaded at each concurrency; the default restored."""
+    rows, first = [], {}
+    for label, extra in N8N_PROFILES:
+        playbook("--tags", "n8n", "-e", json.dumps(extra))
+        load("n8n.demo.aistack.test", "/webhook/app-roundtrip", 8, 5)  # warm-up: JIT, pools, isolates
+        for count in clients:
+            result = load("n8n.demo.aistack.test", "/webhook/app-roundtrip", count, seconds)
+            first.setdefault(count, result["rps"])
+            rows.append((f"n8n webhook, {label}, {count} clients, {seconds} s", f"{result['rps']:.1f} req/s",
+                         f"{result['rps'] / first[count]:.2f}x before; p50 {result['p50'] * 1000:.0f} ms, "
+                         f"p99 {result['p99'] * 1000:.0f} ms, {result['ok']} ok, {result['errors']} errors"))
+            print(f"bench: {label}, {count} clients: {result}", flush=True)
+    playbook("--tags", "n8n")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20, help="length of each load run (default 20)")
@@ -186,10 +217,16 @@ def main() -> int:
     parser.add_argument("--connections", action="store_true",
                         help="also time the no-op run over SSH (sshd in the demo host) with and without "
                              "pipelining, and with Mitogen when installed")
+    parser.add_argument("--n8n-profiles", action="store_true",
+                        help="only compare n8n's throughput settings (before the tuning, standard, throughput, "
+                             "regular mode), each applied with --tags n8n; the default is restored after")
     args = parser.parse_args()
     if sh(["docker", "inspect", HOST]).returncode != 0:
         raise SystemExit(f"bench: no {HOST} host; run `make demo` first")
     rows: list[tuple[str, str, str]] = []
+    if args.n8n_profiles:
+        print_table(n8n_profile_rows(args.clients, args.seconds))
+        return 0
     playbook()  # warm the fact cache and settle anything a previous run left
     for label, extra in (("full no-op re-run of site.yml", ()), ("--tags n8n no-op", ("--tags", "n8n")),
                          ("--check on the converged host", ("--check",))):
@@ -214,12 +251,16 @@ def main() -> int:
                      f"p50 {result['p50'] * 1000:.0f} ms, p99 {result['p99'] * 1000:.0f} ms, "
                      f"{result['ok']} ok, {result['errors']} errors"))
         print(f"bench: {clients} clients: {result}", flush=True)
+    print_table(rows)
+    return 0
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
     cpus = sh(["nproc"]).stdout.strip()
     print(f"\n| what (demo host, {cpus} CPUs, community.docker.docker connection) | time / rate | notes |")
     print("|---|---|---|")
     for row in rows:
         print(f"| {' | '.join(row)} |")
-    return 0
 
 
 if __name__ == "__main__":

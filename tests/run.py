@@ -71,6 +71,9 @@ def env_with(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    # One exec per module on the docker connection (molecule writes its own
+    # ansible.cfg, without the checkout's [connection] pipelining).
+    env.setdefault("ANSIBLE_PIPELINING", "True")
     env.update(extra)
     return env
 

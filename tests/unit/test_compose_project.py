@@ -22,6 +22,7 @@ case "$*" in
   *" up "*"--force-recreate"*) printf '%b' "$FAKE_RECREATE_OUTPUT" >&2; exit 0 ;;
   *" up "*) printf '%b' "$FAKE_UP_OUTPUT" >&2; exit "${FAKE_UP_RC:-0}" ;;
   *" ps -a --format {{.Service}} {{.Name}}") echo "redis aistack-redis"; echo "other aistack-other"; exit 0 ;;
+  "ps -a --no-trunc --filter label=com.docker.compose.project="*) printf '%b' "$FAKE_PS"; exit 0 ;;
   *" ps "*) echo "NAME STATE STATUS"; exit 0 ;;
 esac
 exit 0
@@ -211,3 +212,47 @@ def test_declared_directories_exclusive_pruning_and_reload_by_signal(run, tmp_pa
     os.chmod(project / "rules", 0o777)
     assert run(directories=directories, files=files("groups: [{name: x}]\n"))["files_changed"] == ["rules"]
     assert mode(project / "rules") == 0o750
+
+
+HEALTHY = "c0ffee\\trunning\\tUp 3 minutes (healthy)\\n"
+
+
+def ups(log: Path) -> int:
+    return sum(" up " in line for line in log.read_text().splitlines())
+
+
+def test_a_settled_project_is_not_brought_up_again(run, monkeypatch, docker, tmp_path):
+    monkeypatch.setenv("FAKE_PS", HEALTHY)
+    run()
+    assert ups(docker) == 1 and (tmp_path / "opt/redis/.aistack-up.json").stat().st_mode & 0o777 == 0o600
+    second = run()
+    assert not second["changed"] and ups(docker) == 1
+    checked = run(check_mode=True)
+    assert not checked["changed"] and ups(docker) == 1  # no dry run either
+
+
+@pytest.mark.parametrize("containers", [
+    "c0ffee\\trunning\\tUp 3 minutes (unhealthy)\\n",
+    "c0ffee\\trunning\\tUp 2 seconds (health: starting)\\n",
+    "c0ffee\\texited\\tExited (137) 1 second ago\\n",
+    "beef00\\trunning\\tUp 1 second (healthy)\\n",  # recreated by hand
+    HEALTHY + "0rphan\\trunning\\tUp 1 second\\n",  # one more container than up left
+    "",  # removed by hand
+], ids=["unhealthy", "starting", "exited", "other-container", "extra-container", "none"])
+def test_anything_unlike_the_last_up_takes_the_full_path(run, monkeypatch, docker, containers):
+    monkeypatch.setenv("FAKE_PS", HEALTHY)
+    run()
+    monkeypatch.setenv("FAKE_PS", containers)
+    run()
+    assert ups(docker) == 2
+
+
+def test_a_failed_up_is_retried_although_its_files_are_in_place(run, monkeypatch, docker):
+    monkeypatch.setenv("FAKE_PS", HEALTHY)
+    run()
+    monkeypatch.setenv("FAKE_UP_RC", "1")
+    changed_project = "services:\n  redis:\n    image: redis:8.0.3\n"
+    assert run(project=changed_project)["failed"]
+    monkeypatch.delenv("FAKE_UP_RC")
+    again = run(project=changed_project)  # compose.yml already written: only the record tells
+    assert not again["failed"] and again["files_changed"] == [] and ups(docker) == 3

@@ -99,6 +99,10 @@ CASES = {
         "n8n", {"n8n_version": "2.16.0", "n8n_mode": "regular"}, r"n8n_owner_managed_by_env is true but n8n_version=2.16.0 predates"),
     "n8n: owner_managed_by_env not a bool": ("n8n", {"n8n_owner_managed_by_env": "sometimes"}, r"n8n_owner_managed_by_env.*bool"),
     "n8n: negative workers": ("n8n", {"n8n_workers": -1}, r"n8n_workers \(-1\).*must be >= 0"),
+    "n8n: unknown throughput profile": ("n8n", {"n8n_profile": "fast"}, r"n8n_profile.*(standard, throughput|choices)"),
+    "n8n: expression engine not offered": ("n8n", {"n8n_expression_engine": "quickjs"}, r"n8n_expression_engine.*(vm, legacy|choices)"),
+    "n8n: no Postgres connections": ("n8n", {"n8n_db_pool_size": 0}, r"n8n_db_pool_size \(0\) >= 1"),
+    "n8n: log level not n8n's": ("n8n", {"n8n_log_level": "verbose"}, r"n8n_log_level.*(error, warn, info, debug|choices)"),
     "n8n: webhook processors in regular mode": ("n8n", {"n8n_mode": "regular", "n8n_webhook_processors": 2}, r"webhook processors need n8n_mode: queue"),
     "n8n: queue mode without redis": ("n8n", {}, r"n8n_mode is 'queue' but Redis is neither part of this play"),
     "n8n: no postgres for its database": (

@@ -92,7 +92,8 @@ def projects(base: Path) -> list[str]:
 
 def differs(left: Path, right: Path) -> bool:
     """True when two directory trees differ in any file's presence or content."""
-    compare = filecmp.dircmp(left, right)
+    # compose_project's record of its last `up` is not configuration.
+    compare = filecmp.dircmp(left, right, ignore=[*filecmp.DEFAULT_IGNORES, ".aistack-up.json"])
     if compare.left_only or compare.right_only or compare.funny_files:
         return True
     _same, mismatch, errors = filecmp.cmpfiles(left, right, compare.common_files, shallow=False)
