@@ -27,7 +27,7 @@ description:
     when missing), unless no file differs and the project's containers are
     exactly those the last successful C(up) of the same inputs left, all
     running and none unhealthy or starting (recorded in C(.aistack-up.json)
-    in O(dir)): then there is nothing for Compose to do and C(up) is skipped. Compose recreates only the services whose definition or
+    in O(dir)); then there is nothing for Compose to do and C(up) is skipped. Compose recreates only the services whose definition or
     environment changed; the module reports a change only when Compose
     created, recreated, started, stopped or removed something.
   - Once the project is healthy, writes O(routes) to O(routes_path) (Traefik's
