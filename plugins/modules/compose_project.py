@@ -27,8 +27,9 @@ description:
     when missing), unless no file differs and the project's containers are
     exactly those the last successful C(up) of the same inputs left, all
     running and none unhealthy or starting (recorded in C(.aistack-up.json)
-    in O(dir)); then there is nothing for Compose to do and C(up) is skipped. Compose recreates only the services whose definition or
-    environment changed; the module reports a change only when Compose
+    in O(dir)); then there is nothing for Compose to do and C(up) is skipped.
+    Compose recreates only the services whose definition or environment
+    changed; the module reports a change only when Compose
     created, recreated, started, stopped or removed something.
   - Once the project is healthy, writes O(routes) to O(routes_path) (Traefik's
     file provider), or removes that file when O(routes) is empty.
@@ -245,13 +246,13 @@ import shlex
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_atomically
 
-# Compose progress lines that mean something was done, not merely looked at
-# ("Running", "Waiting", "Healthy" are the no-op ones).
 # Written after each successful `up`: the digest of what was applied and the ids
 # of the containers it left running. A later run whose files are unchanged and
 # finds exactly those containers running and healthy skips `up` (nothing for
 # Compose to do; ~1-4 s per project saved). Anything else takes the full path.
 STAMP = ".aistack-up.json"
+# Compose progress lines that mean something was done, not merely looked at
+# ("Running", "Waiting", "Healthy" are the no-op ones).
 CHANGE_EVENT = re.compile(r"^\s*(?:DRY-RUN MODE -\s+)?((?:Container|Network|Volume)\s+\S+\s+(?:Created|Recreated|Started|Stopped|Removed))\s*$")
 
 
@@ -275,6 +276,9 @@ class Project:
         # and services to send SIGHUP because a file they re-read was.
         self.restart: set[str] = set()
         self.reload: set[str] = set()
+        # What this run applies (every input that reaches the project directory), for the STAMP.
+        applied = {k: self.params[k] for k in ("env", "project", "files", "secret_files", "directories", "absent")}
+        self.digest = hashlib.sha256(json.dumps(applied, sort_keys=True).encode()).hexdigest()
 
     def docker_compose(self, *args: str, check_rc: bool = False) -> tuple[int, str]:
         cmd = ["docker", "compose", "--ansi", "never", "--progress", "plain",
@@ -395,10 +399,6 @@ class Project:
         if not self.check:
             os.unlink(os.path.join(self.dir, rel))
 
-    def digest(self) -> str:
-        """What this run applies (every input that reaches the project directory)."""
-        keys = ("env", "project", "files", "secret_files", "directories", "absent")
-        return hashlib.sha256(json.dumps({k: self.params[k] for k in keys}, sort_keys=True).encode()).hexdigest()
 
     def containers(self) -> list[list[str]] | None:
         """[id, state, status] of every container of the project (one daemon question), None when unreadable."""
@@ -417,8 +417,10 @@ class Project:
                 stamp = json.load(handle)
         except (OSError, ValueError):
             return False
+        if not isinstance(stamp, dict) or stamp.get("digest") != self.digest:
+            return False  # the last `up` of these inputs did not succeed
         rows = self.containers()
-        if not rows or stamp.get("digest") != self.digest() or sorted(r[0] for r in rows) != stamp.get("containers"):
+        if not rows or sorted(r[0] for r in rows) != stamp.get("containers"):
             return False
         return all(len(r) == 3 and r[1] == "running" and "unhealthy" not in r[2] and "health: starting" not in r[2]
                    for r in rows)
@@ -428,11 +430,10 @@ class Project:
         rows = self.containers()
         if rows is None:
             return
-        stamp = {"digest": self.digest(), "containers": sorted(r[0] for r in rows)}
+        content = json.dumps({"digest": self.digest, "containers": sorted(r[0] for r in rows)}, indent=1) + "\n"
         path = os.path.join(self.dir, STAMP)
-        have, have_meta = self._current(path)
-        if have is None or have_meta != (0, 0, 0o600) or json.loads(have or "{}") != stamp:
-            write_atomically(path, json.dumps(stamp, indent=1) + "\n", 0o600)
+        if self._current(path) != (content, (0, 0, 0o600)):
+            write_atomically(path, content, 0o600)
 
     def up(self) -> tuple[bool, list[str]]:
         """docker compose up (or its dry run); whether anything changed, and what."""

@@ -5,6 +5,7 @@ as Compose v2 does (`up` prints progress lines); the real Compose runs in
 every molecule scenario.
 """
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -256,3 +257,12 @@ def test_a_failed_up_is_retried_although_its_files_are_in_place(run, monkeypatch
     monkeypatch.delenv("FAKE_UP_RC")
     again = run(project=changed_project)  # compose.yml already written: only the record tells
     assert not again["failed"] and again["files_changed"] == [] and ups(docker) == 3
+
+
+def test_an_unreadable_record_is_rewritten_not_fatal(run, monkeypatch, docker, tmp_path):
+    monkeypatch.setenv("FAKE_PS", HEALTHY)
+    stamp = tmp_path / "opt/redis/.aistack-up.json"
+    run()
+    stamp.write_text("{truncated")
+    again = run()
+    assert not again["failed"] and ups(docker) == 2 and json.loads(stamp.read_text())["containers"] == ["c0ffee"]
