@@ -399,7 +399,6 @@ class Project:
         if not self.check:
             os.unlink(os.path.join(self.dir, rel))
 
-
     def containers(self) -> list[list[str]] | None:
         """[id, state, status] of every container of the project (one daemon question), None when unreadable."""
         rc, out, _err = self.module.run_command(
