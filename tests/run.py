@@ -417,15 +417,24 @@ def verify_skips(scenario: str, output: str) -> list[str]:
 FIRST_ERROR = [re.compile(pattern, re.MULTILINE) for pattern in (
     r"^(?:fatal|failed): \[.*", r"^\S+::\S+ FAILED.*", r"^E   .*", r"^\[ERROR\]: .*",
     r"^(?:CRITICAL|ERROR) (?!'molecule/default/molecule.yml' glob failed).*")]
+# A failed task Ansible went on after: ignore_errors prints this on the next line.
+IGNORED = re.compile(r"\A\s*\.\.\.ignoring")
+TASK_HEADER = re.compile(r"^TASK \[(.*)\]", re.MULTILINE)
 
 
 def first_error(output: str) -> str:
-    """The first line of the most telling kind of error in a molecule action's output."""
+    """The line that best explains a failed molecule action. For failed tasks that is
+    the last one not ignored: a failure a block rescued (a test expecting a refusal)
+    comes before the one that ended the play."""
     text = ANSI.sub("", output)
-    for pattern in FIRST_ERROR:
-        found = pattern.search(text)
+    for index, pattern in enumerate(FIRST_ERROR):
+        found = [match for match in pattern.finditer(text)
+                 if index or not IGNORED.match(text[match.end():])]
         if found:
-            return found.group(0).strip()
+            match = found[-1] if index == 0 else found[0]
+            line = match.group(0).strip()
+            tasks = TASK_HEADER.findall(text, 0, match.start()) if index == 0 else []
+            return f"{tasks[-1]}: {line}" if tasks else line
     return ""
 
 
