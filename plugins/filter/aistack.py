@@ -466,6 +466,23 @@ def backup_target_problems(targets: Any) -> list[str]:
     return problems
 
 
+def sftp_key_files(targets: Iterable[Mapping[str, Any]], directory: str) -> list[dict[str, Any]]:
+    """For each SFTP backup target: its private key and its pinned host keys in known_hosts form
+    (ssh looks a non-default port up as [host]:port), as secret host_files entries."""
+    entries = []
+    for target in targets or []:
+        port = int(target.get("port") or 22)
+        known = target["host"] if port == 22 else f"[{target['host']}]:{port}"
+        host_keys = [line.strip() for line in str(target["host_key"]).splitlines() if line.strip()]
+        entries += [
+            {"dest": f"{directory}/{target['name']}.key", "secret": True,
+             "content": str(target["private_key"]).strip() + "\n"},
+            {"dest": f"{directory}/{target['name']}.known_hosts", "secret": True,
+             "content": "".join(f"{known} {line}\n" for line in host_keys)},
+        ]
+    return entries
+
+
 class FilterModule:
     """aistack.hosting filters."""
 
@@ -473,4 +490,5 @@ class FilterModule:
         return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
                 "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks,
                 "container_ip": container_ip, "compose_files": compose_files, "compose_secret_files": compose_secret_files,
-                "bcrypt_password": bcrypt_password, "backup_target_problems": backup_target_problems}
+                "bcrypt_password": bcrypt_password, "backup_target_problems": backup_target_problems,
+                "sftp_key_files": sftp_key_files}

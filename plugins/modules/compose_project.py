@@ -235,16 +235,15 @@ routes_changed:
   type: bool
 """
 
-import grp
 import hashlib
 import json
 import os
-import pwd
 import re
 import shlex
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_atomically
+from ansible_collections.aistack.hosting.plugins.module_utils.file_set import FileSet, current, gid, uid
 
 # Written after each successful `up`: the digest of what was applied and the ids
 # of the containers it left running. A later run whose files are unchanged and
@@ -256,22 +255,12 @@ STAMP = ".aistack-up.json"
 CHANGE_EVENT = re.compile(r"^\s*(?:DRY-RUN MODE -\s+)?((?:Container|Network|Volume)\s+\S+\s+(?:Created|Recreated|Started|Stopped|Removed))\s*$")
 
 
-def _uid(owner: str) -> int:
-    return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
-
-
-def _gid(group: str) -> int:
-    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-
-
-class Project:
+class Project(FileSet):
     def __init__(self, module: AnsibleModule):
-        self.module = module
+        super().__init__(module, module.params["dir"])
         self.params = module.params
-        self.dir = self.params["dir"]
-        self.check = module.check_mode
-        self.diffs: list[dict] = []
-        self.files_changed: list[str] = []
+        self.dir = self.base
+        self.files_changed = self.changed
         # Services to recreate because a file they read at start was written,
         # and services to send SIGHUP because a file they re-read was.
         self.restart: set[str] = set()
@@ -286,74 +275,12 @@ class Project:
         rc, out, err = self.module.run_command(cmd, check_rc=check_rc)
         return rc, (out + err)
 
-    def _current(self, path: str) -> tuple[str | None, tuple[int, int, int] | None]:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                content = handle.read()
-            st = os.stat(path)
-            return content, (st.st_uid, st.st_gid, st.st_mode & 0o7777)
-        except FileNotFoundError:
-            return None, None
-        except UnicodeDecodeError:
-            st = os.stat(path)
-            return "", (st.st_uid, st.st_gid, st.st_mode & 0o7777)
-
-    def ensure_dir(self, path: str, mode: int | None = None, owner: tuple[int, int] = (0, 0)) -> None:
-        """The project directory: root, 0750; a declared directory (mode given): that owner and mode;
-        other parents: created root 0750 when missing."""
-        enforce = mode is not None or path == self.dir
-        mode = 0o750 if mode is None else mode
-        rel = os.path.relpath(path, self.dir)
-        if os.path.isdir(path):
-            st = os.stat(path)
-            if enforce and (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (*owner, mode):
-                self.files_changed.append(rel)
-                if not self.check:
-                    os.chown(path, *owner)
-                    os.chmod(path, mode)
-            return
-        if enforce:
-            self.files_changed.append(rel)
-        if not self.check:
-            os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
-            os.makedirs(path, mode=mode, exist_ok=True)
-            os.chown(path, *owner)
-            os.chmod(path, mode)
-
-    def put(self, rel: str, content: str, owner: str, group: str, mode: str, validate: str | None, show: bool) -> None:
-        """Write one file when content, owner or mode differ; validate the candidate first."""
-        path = os.path.join(self.dir, rel)
-        want_meta = (_uid(owner), _gid(group), int(mode, 8))
-        have, have_meta = self._current(path)
-        if have == content and have_meta == want_meta:
-            return
-        self.files_changed.append(rel)
-        if show and have != content:
-            self.diffs.append({"before_header": path, "after_header": path,
-                               "before": have or "", "after": content})
-        if self.check:
-            return
-        self.ensure_dir(os.path.dirname(path))
-
-        def validated(candidate: str) -> None:
-            """The candidate passes the file's own check, or the run fails with the old file kept."""
-            if not validate:
-                return
-            if "%s" not in validate:
-                self.module.fail_json(msg=f"validate of {rel} must contain %s: {validate}")
-            rc, out, err = self.module.run_command(shlex.split(validate.replace("%s", shlex.quote(candidate))))
-            if rc != 0:
-                self.module.fail_json(msg=f"{rel} failed its validation ({validate}), the old file was kept",
-                                      rc=rc, stdout=out, stderr=err, files_changed=self.files_changed)
-
-        write_atomically(path, content, want_meta[2], owner=want_meta[:2], check=validated)
-
     def apply_files(self) -> None:
         p = self.params
-        self.ensure_dir(self.dir)
+        self.ensure_dir(self.dir, 0o750)
         for item in p["directories"]:
             self.ensure_dir(os.path.join(self.dir, item["path"]), int(item["mode"], 8),
-                            (_uid(str(item["owner"])), _gid(str(item["group"]))))
+                            (uid(item["owner"]), gid(item["group"])))
         self.put(".env", p["env"], "root", "root", "0600", None, show=False)
         for item in p["secret_files"]:
             if item["restart"]:
@@ -364,7 +291,7 @@ class Project:
         self.prune()
         for rel in self.params["absent"]:
             if os.path.isfile(os.path.join(self.dir, rel)):
-                self.remove(rel)
+                self.remove(rel, show=False)
         # Compose reads .env and the files beside it: validate compose.yml last, in place.
         self.put("compose.yml", p["project"], "root", "root", "0640",
                  f"docker compose --project-directory {shlex.quote(self.dir)} -f %s config -q", show=True)
@@ -388,16 +315,8 @@ class Project:
                 rel = os.path.normpath(os.path.join(item["path"], name))
                 if rel in declared or not os.path.isfile(os.path.join(path, name)) or name.startswith("."):
                     continue
-                self.diffs.append({"before_header": os.path.join(path, name), "after_header": "(removed)",
-                                   "before": "", "after": ""})
                 self.reload.update(item["reload"])
                 self.remove(rel)
-
-    def remove(self, rel: str) -> None:
-        """Delete a file of the project (in check mode: only report it)."""
-        self.files_changed.append(rel)
-        if not self.check:
-            os.unlink(os.path.join(self.dir, rel))
 
     def containers(self) -> list[list[str]] | None:
         """[id, state, status] of every container of the project (one daemon question), None when unreadable."""
@@ -431,7 +350,7 @@ class Project:
             return
         content = json.dumps({"digest": self.digest, "containers": sorted(r[0] for r in rows)}, indent=1) + "\n"
         path = os.path.join(self.dir, STAMP)
-        if self._current(path) != (content, (0, 0, 0o600)):
+        if current(path) != (content, (0, 0, 0o600)):
             write_atomically(path, content, 0o600)
 
     def up(self) -> tuple[bool, list[str]]:
@@ -496,7 +415,7 @@ class Project:
 
     def routes(self) -> bool:
         path, content = self.params["routes_path"], self.params["routes"]
-        have, have_meta = self._current(path)
+        have, have_meta = current(path)
         if not content:
             if have is None:
                 return False

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, compose_env, compose_secret_files, gpu_devices, htpasswd, traefik_labels,
+from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, sftp_key_files, compose_env, compose_secret_files, gpu_devices, htpasswd, traefik_labels,
                                                                  traefik_routes, weak_secrets, invalid_networks, compose_files,
                                                                  bcrypt_password)
 
@@ -242,3 +242,18 @@ def test_compose_files_dest_directory_keeps_the_source_name():
     entries = compose_files([{"src": "/ctl/dashboards/host.json", "dest": "grafana/dashboards/", "mode": "0644"},
                              {"src": "a.j2", "dest": "conf/a.yml"}], ["{}", "a: 1"])
     assert [e["dest"] for e in entries] == ["grafana/dashboards/host.json", "conf/a.yml"]
+
+
+def test_sftp_key_files_give_each_target_its_key_and_pinned_host_keys_as_secrets():
+    targets = [{"name": "nas", "host": "nas.lan", "port": 2222, "private_key": "-----KEY-----\n\n",
+                "host_key": "ssh-ed25519 AAAA\n\n  ssh-rsa BBBB  \n"},
+               {"name": "offsite", "host": "203.0.113.7", "private_key": "K", "host_key": "ssh-ed25519 CCCC"}]
+    files = sftp_key_files(targets, "/etc/aistack/backup")
+    assert files == [
+        {"dest": "/etc/aistack/backup/nas.key", "secret": True, "content": "-----KEY-----\n"},
+        {"dest": "/etc/aistack/backup/nas.known_hosts", "secret": True,
+         "content": "[nas.lan]:2222 ssh-ed25519 AAAA\n[nas.lan]:2222 ssh-rsa BBBB\n"},
+        {"dest": "/etc/aistack/backup/offsite.key", "secret": True, "content": "K\n"},
+        {"dest": "/etc/aistack/backup/offsite.known_hosts", "secret": True, "content": "203.0.113.7 ssh-ed25519 CCCC\n"},
+    ]
+    assert sftp_key_files([], "/x") == []
