@@ -131,7 +131,7 @@ options:
         type: str
         choices: [started, stopped, restarted]
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""
