@@ -172,6 +172,11 @@ def connection_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
+def warm_up() -> None:
+    """Five seconds of load first: JIT, connection pools and isolates (a converge just restarted n8n)."""
+    load("n8n.demo.aistack.test", "/webhook/app-roundtrip", 8, 5)
+
+
 def load(host: str, path: str, clients: int, seconds: int) -> dict:
     proc = sh(["docker", "exec", "-i", HOST, "python3", "-", host, path, str(clients), str(seconds)],
               input=LOAD, check=True)
@@ -197,7 +202,7 @@ def n8n_profile_rows(clients: list[int], seconds: int) -> list[tuple[str, str, s
     rows, first = [], {}
     for label, extra in N8N_PROFILES:
         playbook("--tags", "n8n", "-e", json.dumps(extra))
-        load("n8n.demo.aistack.test", "/webhook/app-roundtrip", 8, 5)  # warm-up: JIT, pools, isolates
+        warm_up()
         for count in clients:
             result = load("n8n.demo.aistack.test", "/webhook/app-roundtrip", count, seconds)
             first.setdefault(count, result["rps"])
@@ -244,6 +249,7 @@ def main() -> int:
         rows.append(("site.yml on the same stopped stack", f"{seconds:.0f} s",
                      f"{recap}; {seconds / plain:.2f}x the plain compose up"))
         print(f"bench: converge {seconds:.1f} s vs plain {plain:.1f} s", flush=True)
+    warm_up()
     for clients in args.clients:
         result = load("n8n.demo.aistack.test", "/webhook/app-roundtrip", clients, args.seconds)
         rows.append((f"n8n webhook (demo workflow), {clients} clients, {args.seconds} s",
