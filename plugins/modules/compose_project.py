@@ -259,8 +259,6 @@ class Project(FileSet):
     def __init__(self, module: AnsibleModule):
         super().__init__(module, module.params["dir"])
         self.params = module.params
-        self.dir = self.base
-        self.files_changed = self.changed
         # Services to recreate because a file they read at start was written,
         # and services to send SIGHUP because a file they re-read was.
         self.restart: set[str] = set()
@@ -271,36 +269,34 @@ class Project(FileSet):
 
     def docker_compose(self, *args: str, check_rc: bool = False) -> tuple[int, str]:
         cmd = ["docker", "compose", "--ansi", "never", "--progress", "plain",
-               "--project-directory", self.dir, "-p", self.params["name"], *args]
+               "--project-directory", self.base, "-p", self.params["name"], *args]
         rc, out, err = self.module.run_command(cmd, check_rc=check_rc)
         return rc, (out + err)
 
     def apply_files(self) -> None:
         p = self.params
-        self.ensure_dir(self.dir, 0o750)
+        self.ensure_dir(self.base, 0o750)
         for item in p["directories"]:
-            self.ensure_dir(os.path.join(self.dir, item["path"]), int(item["mode"], 8),
+            self.ensure_dir(self.path(item["path"]), int(item["mode"], 8),
                             (uid(item["owner"]), gid(item["group"])))
         self.put(".env", p["env"], "root", "root", "0600", None, show=False)
         for item in p["secret_files"]:
             if item["restart"]:
-                self.ensure_dir(os.path.dirname(os.path.join(self.dir, item["dest"])), mode=0o711)
+                self.ensure_dir(os.path.dirname(self.path(item["dest"])), mode=0o711)
             self.put_item(item, show=False)
         for item in p["files"]:
             self.put_item(item, show=True)
         self.prune()
         for rel in self.params["absent"]:
-            if os.path.isfile(os.path.join(self.dir, rel)):
+            if os.path.isfile(self.path(rel)):
                 self.remove(rel, show=False)
         # Compose reads .env and the files beside it: validate compose.yml last, in place.
         self.put("compose.yml", p["project"], "root", "root", "0640",
-                 f"docker compose --project-directory {shlex.quote(self.dir)} -f %s config -q", show=True)
+                 f"docker compose --project-directory {shlex.quote(self.base)} -f %s config -q", show=True)
 
     def put_item(self, item: dict, show: bool) -> None:
         """One declared file; remember which services must restart or reload when it was written."""
-        before = len(self.files_changed)
-        self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=show)
-        if len(self.files_changed) > before:
+        if self.put(item["dest"], item["content"], item["owner"], item["group"], item["mode"], item["validate"], show=show):
             self.restart.update(item.get("restart") or [])
             self.reload.update(item.get("reload") or [])
 
@@ -308,7 +304,7 @@ class Project(FileSet):
         """Remove undeclared regular files from the exclusive directories."""
         declared = {os.path.normpath(item["dest"]) for item in self.params["files"] + self.params["secret_files"]}
         for item in self.params["directories"]:
-            path = os.path.join(self.dir, item["path"])
+            path = self.path(item["path"])
             if not item["exclusive"] or not os.path.isdir(path):
                 continue
             for name in sorted(os.listdir(path)):
@@ -328,10 +324,10 @@ class Project(FileSet):
     def settled(self) -> bool:
         """No file differs and the containers are exactly those the last successful `up` of these inputs left,
         all running and none unhealthy or still starting: `up` would do nothing."""
-        if self.files_changed:
+        if self.changed:
             return False
         try:
-            with open(os.path.join(self.dir, STAMP), encoding="utf-8") as handle:
+            with open(self.path(STAMP), encoding="utf-8") as handle:
                 stamp = json.load(handle)
         except (OSError, ValueError):
             return False
@@ -349,7 +345,7 @@ class Project(FileSet):
         if rows is None:
             return
         content = json.dumps({"digest": self.digest, "containers": sorted(r[0] for r in rows)}, indent=1) + "\n"
-        path = os.path.join(self.dir, STAMP)
+        path = self.path(STAMP)
         if current(path) != (content, (0, 0, 0o600)):
             write_atomically(path, content, 0o600)
 
@@ -358,7 +354,7 @@ class Project(FileSet):
         if self.settled():
             return False, []
         if self.check:
-            if self.files_changed:
+            if self.changed:
                 return True, []
             rc, out = self.docker_compose("up", "--dry-run", "-d", "--remove-orphans")
             if rc != 0:
@@ -373,7 +369,7 @@ class Project(FileSet):
             self.module.fail_json(
                 msg=f"docker compose up of {self.params['name']} failed or did not become healthy within "
                     f"{self.params['wait_timeout']} s: {out.strip().splitlines()[-1] if out.strip() else rc}",
-                compose_output=out.splitlines()[-40:], compose_ps=ps.splitlines(), files_changed=self.files_changed)
+                compose_output=out.splitlines()[-40:], compose_ps=ps.splitlines(), files_changed=self.changed)
         events = [m.group(1) for m in map(CHANGE_EVENT.match, out.splitlines()) if m]
         # Files read at start or re-read on SIGHUP: Compose cannot see them change.
         stale = self.services_not_fresh(self.restart | self.reload, events)
@@ -398,7 +394,7 @@ class Project(FileSet):
         rc, out = self.docker_compose("kill", "-s", "SIGHUP", *services)
         if rc != 0:
             self.module.fail_json(msg=f"sending SIGHUP to {', '.join(services)} of {self.params['name']} failed",
-                                  compose_output=out.splitlines()[-20:], files_changed=self.files_changed)
+                                  compose_output=out.splitlines()[-20:], files_changed=self.changed)
         return [f"Container {service}  Reloaded" for service in services]
 
     def recreate(self, services: list[str]) -> list[str]:
@@ -410,7 +406,7 @@ class Project(FileSet):
         if rc != 0:
             self.module.fail_json(msg=f"recreating {', '.join(services)} of {self.params['name']} (a file they read at "
                                       f"start changed) failed or did not become healthy",
-                                  compose_output=out.splitlines()[-40:], files_changed=self.files_changed)
+                                  compose_output=out.splitlines()[-40:], files_changed=self.changed)
         return [m.group(1) for m in map(CHANGE_EVENT.match, out.splitlines()) if m]
 
     def routes(self) -> bool:
@@ -477,8 +473,8 @@ def main() -> None:
     compose_changed, events = project.up()
     routes_changed = project.routes()
     result = {
-        "changed": bool(project.files_changed) or compose_changed or routes_changed,
-        "files_changed": project.files_changed,
+        "changed": bool(project.changed) or compose_changed or routes_changed,
+        "files_changed": project.changed,
         "compose_changed": compose_changed,
         "compose_events": events,
         "routes_changed": routes_changed,

@@ -180,6 +180,7 @@ UNIT_DIRS = ("/etc/systemd/", "/usr/lib/systemd/", "/lib/systemd/", "/run/system
 class HostFiles(FileSet):
     def __init__(self, module: AnsibleModule):
         super().__init__(module, "/")
+        self.params = module.params
         self.units_changed: list[str] = []
         self.daemon_reloaded = False
 
@@ -216,7 +217,7 @@ class HostFiles(FileSet):
             self.act(name, "start")
 
     def apply(self) -> None:
-        p = self.params = self.module.params
+        p = self.params
         for unit in p["units"]:
             if unit["state"] == "stopped" or not unit["enabled"]:
                 self.stop(unit)
