@@ -20,12 +20,34 @@ description:
     the main process at once.
   - Creates or updates credentials (n8n encrypts them with its key); their data
     is passed in memory and never written to disk on the host.
-  - Talks to the main process directly (its address on the stack network), not through Traefik.
+  - Talks to the main process directly (its address on the stack network), not through Traefik:
+    given as O(url), or found from O(container) and O(network) in the same call.
+  - Waits up to O(wait_timeout) seconds for n8n's readiness (database connected and
+    migrated) before the first API call.
 options:
   url:
-    description: Base URL of n8n's main process, e.g. C(http://172.20.0.5:5678).
+    description:
+      - Base URL of n8n's main process, e.g. C(http://172.20.0.5:5678).
+      - Exactly one of O(url) and O(container) is required.
     type: str
-    required: true
+  container:
+    description:
+      - Name of the main process's container; its address on O(network) (port O(port)) is used.
+      - When the container does not exist, nothing is done in check mode (a first run's
+        dry run, before Compose created it) and the module fails otherwise.
+    type: str
+  network:
+    description: The Docker network whose address of O(container) is used first (else any network it is on).
+    type: str
+    default: aistack
+  port:
+    description: n8n's port inside O(container).
+    type: int
+    default: 5678
+  wait_timeout:
+    description: Seconds to wait for C(/healthz/readiness) to answer 200; C(0) does not wait.
+    type: int
+    default: 0
   owner:
     description:
       - The owner account. Only its password is kept out of the output (no_log); the other fields
@@ -101,6 +123,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+url:
+  description: The base URL the module talked to (none when O(container) does not exist).
+  returned: always
+  type: str
 owner_created:
   description: Whether the owner account was created in this run.
   returned: always
@@ -124,6 +150,7 @@ credentials:
 
 import hashlib
 import json
+import time
 import urllib.error
 from typing import Any
 
@@ -246,10 +273,46 @@ def sync_credentials(client: N8nClient, credentials: list, state: dict, check_mo
     return changed
 
 
+def container_url(module: AnsibleModule, name: str, network: str, port: int) -> str | None:
+    """http://<address of the container on the network>:<port>, or None when there is no such container."""
+    docker = module.get_bin_path("docker", required=True)
+    rc, out, err = module.run_command([docker, "container", "inspect", "--format",
+                                       "{{json .NetworkSettings.Networks}}", name])
+    if rc != 0:
+        if "no such" in err.lower():
+            return None
+        module.fail_json(msg=f"n8n_provision: docker container inspect {name}: {err.strip()}")
+    networks = json.loads(out or "{}") or {}
+    addresses = {net: (settings or {}).get("IPAddress") for net, settings in networks.items()}
+    # The given network first, else any network the container is on (sorted by name).
+    for net in [network, *sorted(addresses)]:
+        if addresses.get(net):
+            return f"http://{addresses[net]}:{port}"
+    module.fail_json(msg=f"n8n_provision: container {name} has no address on any network")
+
+
+def wait_ready(url: str, timeout: int) -> None:
+    """Poll /healthz/readiness until it answers 200 (n8n's database connected and migrated)."""
+    api = JsonApi(url, timeout=10)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with api.open("GET", "/healthz/readiness"):
+                return
+        except (urllib.error.URLError, OSError) as exc:  # HTTPError (503) is a URLError
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"not ready after {timeout} s ({url}/healthz/readiness: {exc})") from exc
+        time.sleep(1)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
+            url=dict(type="str"),
+            container=dict(type="str"),
+            network=dict(type="str", default="aistack"),
+            port=dict(type="int", default=5678),
+            wait_timeout=dict(type="int", default=0),
             # Only the secrets are no_log: Ansible masks every no_log value wherever it occurs in the
             # result, so a no_log last name "aistack" turned workflow id aistackE2eQueue1 into ********E2eQueue1.
             owner=dict(type="dict", required=True, options=dict(
@@ -266,15 +329,26 @@ def main() -> None:
             )),
             state_path=dict(type="path", required=True),
         ),
+        required_one_of=[("url", "container")],
+        mutually_exclusive=[("url", "container")],
         supports_check_mode=True,
     )
     params = module.params
     owner = params["owner"]
     if not owner.get("email") or not owner.get("password"):
         module.fail_json(msg="n8n_provision: owner needs email and password")
-    client = N8nClient(params["url"])
+    url = params["url"]
+    if params["container"]:
+        url = container_url(module, params["container"], params["network"], params["port"])
+        if url is None:
+            if not module.check_mode:
+                module.fail_json(msg=f"n8n_provision: there is no container {params['container']}")
+            module.exit_json(changed=False, url=None, owner_created=False, imported=[], activated=[], credentials=[])
+    client = N8nClient(url)
     state = load_state(params["state_path"])
     try:
+        if params["wait_timeout"] > 0:
+            wait_ready(url, params["wait_timeout"])
         owner_created = ensure_owner(client, owner, module.check_mode)
         if owner_created and module.check_mode:
             imported = [w["content"].get("id") for w in params["workflows"]]
@@ -287,7 +361,7 @@ def main() -> None:
     changed = owner_created or bool(imported) or bool(creds)
     if changed and not module.check_mode:
         save_state(params["state_path"], state)
-    module.exit_json(changed=changed, owner_created=owner_created, imported=imported,
+    module.exit_json(changed=changed, url=url, owner_created=owner_created, imported=imported,
                      activated=activated, credentials=creds)
 
 

@@ -45,6 +45,17 @@ options:
         description: Refuse to replace a persisted value with a different operator value.
         type: bool
         default: false
+      guard:
+        description:
+          - Run before a value would be GENERATED (none given, none persisted), e.g. to refuse a new
+            encryption key while data encrypted with a lost one exists.
+          - C(argv) is run on the target; when it exits 0 and prints a number greater than zero,
+            the secret is refused - left out of RV(secrets), C(msg) (C({count}) in it replaced by that
+            number) added to RV(refused) - and nothing at all is written. Any other outcome (a failing
+            command, no database yet) lets the value be generated.
+          - The module does not fail on a refusal, because the task's C(no_log) would hide the message;
+            the caller asserts RV(refused) is empty and shows it (see the example).
+        type: dict
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -67,6 +78,24 @@ EXAMPLES = r"""
       n8n_encryption_key: {length: 48, immutable: true}
   register: __secrets
   no_log: true
+
+- name: Never generate a new n8n key over a database with credentials encrypted by the lost one
+  aistack.hosting.persistent_secrets:
+    secrets:
+      n8n_encryption_key:
+        length: 48
+        immutable: true
+        guard:
+          argv: [docker, exec, aistack-postgres, psql, -qtA, -U, postgres, -d, n8n, -c, SELECT count(*) FROM credentials_entity]
+          msg: "the key file is missing but {count} credential(s) exist: restore it"
+  register: __secrets
+  no_log: true
+
+- name: Refuse to generate an encryption key over existing data
+  ansible.builtin.assert:
+    that: __secrets.refused | length == 0
+    fail_msg: "{{ __secrets.refused | join(' ') }}"
+    quiet: true
 """
 
 RETURN = r"""
@@ -81,6 +110,11 @@ generated:
   elements: str
 updated:
   description: Names whose persisted value was replaced by the operator's value.
+  returned: always
+  type: list
+  elements: str
+refused:
+  description: The messages of the guards that refused a generation; when not empty, nothing was written.
   returned: always
   type: list
   elements: str
@@ -141,6 +175,15 @@ def resolve(name: str, spec: dict, persisted: str | None) -> tuple[str, str]:
     return generate(spec.get("length") or 32, spec.get("charset") or "alnum"), "generate"
 
 
+def refusal(module: AnsibleModule, guard: dict) -> str | None:
+    """The guard's message when its command counts something a new value would lock away."""
+    rc, out, _err = module.run_command([str(arg) for arg in guard["argv"]])
+    count = out.strip()
+    if rc == 0 and count.isdigit() and int(count) > 0:
+        return guard["msg"].replace("{count}", count)
+    return None
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
@@ -165,14 +208,24 @@ def main() -> None:
             module.fail_json(msg=f"secret {name}: length must be an integer >= 16")
         if (spec or {}).get("charset", "alnum") not in ALPHABETS:
             module.fail_json(msg=f"secret {name}: charset must be one of {sorted(ALPHABETS)}")
+        guard = (spec or {}).get("guard")
+        if guard is not None and not (isinstance(guard, dict) and isinstance(guard.get("argv"), list)
+                                      and guard["argv"] and isinstance(guard.get("msg"), str)):
+            module.fail_json(msg=f"secret {name}: guard needs argv (a non-empty list) and msg (a string)")
 
     values: dict[str, str] = {}
+    refused: list[str] = []
     generated: list[str] = []
     updated: list[str] = []
     to_write: dict[str, str] = {}
     try:
         for name, spec in sorted(requested.items()):
             value, action = resolve(name, spec or {}, read_secret(os.path.join(directory, name)))
+            if action == "generate" and (spec or {}).get("guard"):
+                message = refusal(module, (spec or {})["guard"])
+                if message:
+                    refused.append(message)
+                    continue
             values[name] = value
             if action != "keep":
                 to_write[name] = value
@@ -180,13 +233,15 @@ def main() -> None:
     except ValueError as exc:
         module.fail_json(msg=str(exc))
 
+    if refused:
+        module.exit_json(changed=False, secrets=values, generated=[], updated=[], refused=refused)
     if to_write and not module.check_mode:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         for name, value in to_write.items():
             write_secret(os.path.join(directory, name), value)
 
-    module.exit_json(changed=bool(to_write), secrets=values, generated=generated, updated=updated)
+    module.exit_json(changed=bool(to_write), secrets=values, generated=generated, updated=updated, refused=[])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 It is NOT n8n (the real n8n is exercised by the n8n molecule scenario). It
 answers the endpoints the module uses, in n8n's shapes, keeping state in memory:
 
+- ``GET  /healthz/readiness``: HTTP 503 for the first ``unready`` calls (n8n still
+  connecting to or migrating its database), then 200;
 - ``GET  /rest/settings``: ``userManagement.showSetupOnFirstLoad`` is true until an owner exists;
 - ``POST /rest/owner/setup``: creates the owner once (a second call is HTTP 400), logs it in;
 - ``POST /rest/login`` (``emailOrLdapLoginId``, ``password``): sets the ``n8n-auth``
@@ -48,6 +50,7 @@ class FakeN8n:
         self.workflows: dict[str, dict[str, Any]] = {}
         self.credentials: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, Any]] = []
+        self.unready = 0
         self.lock = threading.Lock()
 
     def mutations(self) -> list[str]:
@@ -59,6 +62,11 @@ class FakeN8n:
         with self.lock:
             self.calls.append((method, path, body))
             route = path.split("?", 1)[0]
+            if method == "GET" and route == "/healthz/readiness":
+                if self.unready > 0:
+                    self.unready -= 1
+                    return 503, {"status": "error"}, None
+                return 200, {"status": "ok"}, None
             if method == "GET" and route == "/rest/settings":
                 return 200, {"userManagement": {"showSetupOnFirstLoad": self.owner is None}}, None
             if method == "POST" and route == "/rest/owner/setup":

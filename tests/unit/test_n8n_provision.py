@@ -197,3 +197,72 @@ def test_requests_go_through_ansible_urls(monkeypatch, n8n):
     client = n8n_provision.N8nClient(url)
     assert client.call("GET", "/rest/settings") == {"userManagement": {"showSetupOnFirstLoad": True}}
     assert seen and seen[0][:2] == ("GET", url + "/rest/settings") and seen[0][3] == "aistack.hosting"
+
+
+# A `docker` stand-in on PATH: `docker container inspect` answers from $FAKE_DOCKER_NETWORKS
+# (a JSON object: network name -> {"IPAddress": ...}), or "No such object" when it is unset.
+FAKE_DOCKER = """#!/bin/sh
+[ -n "$FAKE_DOCKER_NETWORKS" ] || { echo "Error: No such object: $6" >&2; exit 1; }
+echo "$FAKE_DOCKER_NETWORKS"
+"""
+
+
+@pytest.fixture()
+def docker(tmp_path, monkeypatch) -> Path:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(FAKE_DOCKER)
+    (bindir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return bindir
+
+
+def by_container(args: dict, url: str, monkeypatch, network: str = "aistack", decoy: str = "0_default") -> dict:
+    """The same call, with the main process found from its container instead of a URL.
+
+    The container is on `network` (where n8n answers) and on `decoy` (an address where nothing does).
+    """
+    host, port = url.split("//", 1)[1].rstrip("/").split(":")
+    monkeypatch.setenv("FAKE_DOCKER_NETWORKS", json.dumps({decoy: {"IPAddress": "192.0.2.1"},
+                                                           network: {"IPAddress": host}}))
+    found = dict(args)
+    del found["url"]
+    found.update(container="aistack-n8n", network="aistack", port=int(port), wait_timeout=30)
+    return found
+
+
+def test_container_address_and_readiness_wait(run_module, n8n, args, docker, monkeypatch):
+    fake, url = n8n
+    fake.unready = 2  # n8n still migrating its database: two 503 answers first
+    result = run_module(n8n_provision, by_container(args, url, monkeypatch))
+    assert not result["failed"], result
+    assert result["url"] == url.rstrip("/") and result["owner_created"] is True
+    assert [path for _m, path, _b in fake.calls[:3]] == ["/healthz/readiness"] * 3
+    assert fake.unready == 0
+
+
+def test_container_on_another_network_is_found_there(run_module, n8n, args, docker, monkeypatch):
+    _fake, url = n8n
+    # Without a public host name the main process is not on the stack network: any network it is on
+    # (sorted by name). With the stack network, the decoy that sorts first is not used (test above).
+    result = run_module(n8n_provision, by_container(args, url, monkeypatch, network="n8n_postgres", decoy="zz_monitoring") | {"network": "aistack"})
+    assert not result["failed"], result
+
+
+def test_readiness_timeout_names_the_url(run_module, n8n, args, docker, monkeypatch):
+    fake, url = n8n
+    fake.unready = 1000
+    result = run_module(n8n_provision, by_container(args, url, monkeypatch) | {"wait_timeout": 2})
+    assert result["failed"] and "not ready after 2 s" in result["msg"] and "/healthz/readiness" in result["msg"]
+    assert fake.mutations() == []
+
+
+def test_missing_container_is_a_no_op_in_check_mode_and_an_error_otherwise(run_module, n8n, args, docker, monkeypatch):
+    fake, url = n8n
+    found = by_container(args, url, monkeypatch)
+    monkeypatch.delenv("FAKE_DOCKER_NETWORKS")
+    result = run_module(n8n_provision, found, check_mode=True)
+    assert not result["failed"] and result["changed"] is False and result["url"] is None
+    result = run_module(n8n_provision, found)
+    assert result["failed"] and "there is no container aistack-n8n" in result["msg"]
+    assert fake.calls == []

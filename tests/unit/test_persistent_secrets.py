@@ -54,3 +54,35 @@ def test_check_mode_writes_nothing(run, tmp_path):
 @pytest.mark.parametrize("secrets", [{"../escape": {}}, {"short": {"length": 8}}, {"x": {"charset": "emoji"}}])
 def test_bad_requests_fail(run, tmp_path, secrets):
     assert run(tmp_path, secrets)["failed"]
+
+
+def guarded(count_cmd: str) -> dict:
+    return {"length": 48, "immutable": True,
+            "guard": {"argv": ["sh", "-c", count_cmd], "msg": "key missing but {count} credential(s) exist"}}
+
+
+def test_guard_refuses_generation_and_writes_nothing(run, tmp_path):
+    result = run(tmp_path, {"other": {}, "key": guarded("echo 3")})
+    assert not result["failed"] and not result["changed"]
+    assert result["refused"] == ["key missing but 3 credential(s) exist"]
+    assert "key" not in result["secrets"] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("count_cmd", ["echo 0", "exit 1", "echo 'relation does not exist'"])
+def test_guard_lets_generation_through_when_nothing_is_at_stake(run, tmp_path, count_cmd):
+    result = run(tmp_path, {"key": guarded(count_cmd)})
+    assert result["changed"] and result["generated"] == ["key"] and result["refused"] == []
+
+
+def test_guard_runs_only_when_a_value_would_be_generated(run, tmp_path):
+    run(tmp_path, {"key": {}})
+    marker = tmp_path.parent / "guard-ran"
+    result = run(tmp_path, {"key": guarded(f"touch {marker}; echo 3")})
+    assert result["refused"] == [] and "key" in result["secrets"] and not marker.exists()
+    result = run(tmp_path / "fresh", {"key": guarded(f"touch {marker}; echo 3") | {"value": "from-vault-0123456789"}})
+    assert result["refused"] == [] and not marker.exists()
+
+
+def test_guard_needs_argv_and_msg(run, tmp_path):
+    result = run(tmp_path, {"key": {"guard": {"argv": []}}})
+    assert result["failed"] and "guard needs argv" in result["msg"]
