@@ -61,7 +61,9 @@ options:
     default: []
     suboptions:
       path:
-        description: Path relative to O(dir).
+        description:
+          - Path relative to O(dir), or absolute for a host directory the project mounts
+            (a backup directory); an absolute one is kept when the project is removed.
         type: str
         required: true
       owner:

@@ -156,6 +156,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_json_atomically
+from ansible_collections.aistack.hosting.plugins.module_utils.container_address import container_url
 from ansible_collections.aistack.hosting.plugins.module_utils.json_api import JsonApi
 
 # Fields of an exported workflow that the REST API accepts on create/update.
@@ -273,24 +274,6 @@ def sync_credentials(client: N8nClient, credentials: list, state: dict, check_mo
     return changed
 
 
-def container_url(module: AnsibleModule, name: str, network: str, port: int) -> str | None:
-    """http://<address of the container on the network>:<port>, or None when there is no such container."""
-    docker = module.get_bin_path("docker", required=True)
-    rc, out, err = module.run_command([docker, "container", "inspect", "--format",
-                                       "{{json .NetworkSettings.Networks}}", name])
-    if rc != 0:
-        if "no such" in err.lower():
-            return None
-        module.fail_json(msg=f"n8n_provision: docker container inspect {name}: {err.strip()}")
-    networks = json.loads(out or "{}") or {}
-    addresses = {net: (settings or {}).get("IPAddress") for net, settings in networks.items()}
-    # The given network first, else any network the container is on (sorted by name).
-    for net in [network, *sorted(addresses)]:
-        if addresses.get(net):
-            return f"http://{addresses[net]}:{port}"
-    module.fail_json(msg=f"n8n_provision: container {name} has no address on any network")
-
-
 def wait_ready(url: str, timeout: int) -> None:
     """Poll /healthz/readiness until it answers 200 (n8n's database connected and migrated)."""
     api = JsonApi(url, timeout=10)
@@ -339,7 +322,7 @@ def main() -> None:
         module.fail_json(msg="n8n_provision: owner needs email and password")
     url = params["url"]
     if params["container"]:
-        url = container_url(module, params["container"], params["network"], params["port"])
+        url = container_url(module, params["container"], [params["network"]], params["port"])
         if url is None:
             if not module.check_mode:
                 module.fail_json(msg=f"n8n_provision: there is no container {params['container']}")

@@ -25,9 +25,26 @@ description:
     Traefik; the API itself has no authentication.
 options:
   url:
-    description: Base URL of the Ollama API, e.g. C(http://172.20.0.7:11434).
+    description:
+      - Base URL of the Ollama API, e.g. C(http://172.20.0.7:11434).
+      - Exactly one of O(url) and O(container) is required.
     type: str
-    required: true
+  container:
+    description:
+      - Name of Ollama's container; its address on the first of O(networks) it is on (else on any
+        network), port O(port), is used.
+      - When the container does not exist, nothing is done in check mode (a first run's dry run,
+        before Compose created it) and the module fails otherwise.
+    type: str
+  networks:
+    description: The Docker networks whose address of O(container) is preferred, in order.
+    type: list
+    elements: str
+    default: []
+  port:
+    description: Ollama's port inside O(container).
+    type: int
+    default: 11434
   models:
     description: Models that must be present, C(name) or C(name:tag) (C(namespace/name:tag), C(host/namespace/name:tag)).
     type: list
@@ -101,6 +118,7 @@ import urllib.error
 from typing import Any, Iterable, Iterator
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aistack.hosting.plugins.module_utils.container_address import container_url
 from ansible_collections.aistack.hosting.plugins.module_utils.json_api import JsonApi
 
 DEFAULT_PREFIX = "registry.ollama.ai/library/"
@@ -210,12 +228,17 @@ def plan(wanted: list[str], present: list[str], prune: bool) -> tuple[list[str],
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
+            url=dict(type="str"),
+            container=dict(type="str"),
+            networks=dict(type="list", elements="str", default=[]),
+            port=dict(type="int", default=11434),
             models=dict(type="list", elements="str", default=[]),
             prune=dict(type="bool", default=False),
             timeout=dict(type="int", default=600),
             insecure=dict(type="bool", default=False),
         ),
+        required_one_of=[("url", "container")],
+        mutually_exclusive=[("url", "container")],
         supports_check_mode=True,
     )
     params = module.params
@@ -225,7 +248,14 @@ def main() -> None:
     if params["timeout"] < 1:
         module.fail_json(msg="timeout must be at least 1 second")
 
-    client = OllamaClient(params["url"], params["timeout"])
+    url = params["url"]
+    if params["container"]:
+        url = container_url(module, params["container"], params["networks"], params["port"])
+        if url is None:
+            if not module.check_mode:
+                module.fail_json(msg=f"there is no container {params['container']}")
+            module.exit_json(changed=False, pulled=[], deleted=[], models=[])
+    client = OllamaClient(url, params["timeout"])
     try:
         present = client.tags()
     except OllamaError as exc:

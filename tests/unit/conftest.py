@@ -1,5 +1,6 @@
 """Shared test setup: the checkout as ansible_collections.aistack.hosting, module runner."""
 
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -70,3 +71,22 @@ def load_host_tool(relative: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# A `docker` stand-in on PATH for the modules that look up a container's address:
+# `docker container inspect` answers from $FAKE_DOCKER_NETWORKS (a JSON object:
+# network name -> {"IPAddress": ...}), or "No such object" when it is unset.
+FAKE_DOCKER = """#!/bin/sh
+[ -n "$FAKE_DOCKER_NETWORKS" ] || { echo "Error: No such object: $6" >&2; exit 1; }
+echo "$FAKE_DOCKER_NETWORKS"
+"""
+
+
+@pytest.fixture()
+def docker(tmp_path, monkeypatch):
+    bindir = tmp_path / "fake-docker-bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(FAKE_DOCKER)
+    (bindir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return bindir

@@ -199,24 +199,6 @@ def test_requests_go_through_ansible_urls(monkeypatch, n8n):
     assert seen and seen[0][:2] == ("GET", url + "/rest/settings") and seen[0][3] == "aistack.hosting"
 
 
-# A `docker` stand-in on PATH: `docker container inspect` answers from $FAKE_DOCKER_NETWORKS
-# (a JSON object: network name -> {"IPAddress": ...}), or "No such object" when it is unset.
-FAKE_DOCKER = """#!/bin/sh
-[ -n "$FAKE_DOCKER_NETWORKS" ] || { echo "Error: No such object: $6" >&2; exit 1; }
-echo "$FAKE_DOCKER_NETWORKS"
-"""
-
-
-@pytest.fixture()
-def docker(tmp_path, monkeypatch) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "docker").write_text(FAKE_DOCKER)
-    (bindir / "docker").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return bindir
-
-
 def by_container(args: dict, url: str, monkeypatch, network: str = "aistack", decoy: str = "0_default") -> dict:
     """The same call, with the main process found from its container instead of a URL.
 

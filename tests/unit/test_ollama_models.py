@@ -210,3 +210,25 @@ def test_bad_model_names_are_refused(run, server, name):
 ])
 def test_normalize(name, expected):
     assert ollama_models.normalize(name) == expected
+
+
+def test_container_address_is_looked_up_in_the_same_call(run_module, server, docker, monkeypatch):
+    url, state = server
+    port = int(url.rsplit(":", 1)[1])
+    monkeypatch.setenv("FAKE_DOCKER_NETWORKS", json.dumps({"0_decoy": {"IPAddress": "192.0.2.1"},
+                                                           "ollama_default": {"IPAddress": "127.0.0.1"}}))
+    args = {"container": "aistack-ollama", "networks": ["aistack", "ollama_default"], "port": port, "models": ["llama3.2"]}
+    result = run_module(ollama_models, args)
+    assert not result["failed"], result
+    assert result["pulled"] == ["llama3.2"] and ("POST", "/api/pull") in mutating(state)
+
+
+def test_missing_container_is_a_no_op_in_check_mode_and_an_error_otherwise(run_module, server, docker, monkeypatch):
+    _url, state = server
+    monkeypatch.delenv("FAKE_DOCKER_NETWORKS", raising=False)
+    args = {"container": "aistack-ollama", "models": ["llama3.2"]}
+    result = run_module(ollama_models, args, True)
+    assert not result["failed"] and result["changed"] is False
+    result = run_module(ollama_models, args)
+    assert result["failed"] and "there is no container aistack-ollama" in result["msg"]
+    assert state.calls == []
