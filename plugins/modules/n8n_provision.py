@@ -20,8 +20,8 @@ description:
     the main process at once.
   - Creates or updates credentials (n8n encrypts them with its key); their data
     is passed in memory and never written to disk on the host.
-  - Talks to the main process directly (its address on the stack network), not through Traefik:
-    given as O(url), or found from O(container) and O(network) in the same call.
+  - Talks to the main process directly (its address on the stack network), not through Traefik;
+    that address is O(url), or is found from O(container) and O(network) in the same call.
   - Waits up to O(wait_timeout) seconds for n8n's readiness (database connected and
     migrated) before the first API call.
 options:
