@@ -113,6 +113,26 @@ CASES = {
                 "n8n_hostname": "n8n.example.com", "n8n_owner_email": "ops@example.com"},
         r"n8n_owner_password",
     ),
+    "n8n: development port with a public host name": (
+        "n8n", {"redis_enabled": True, "postgres_enabled": True, "n8n_dev_port": 5678, "n8n_hostname": "n8n.example.com"},
+        r"n8n_dev_port=5678 is development mode.*never for production: unset n8n_hostname \(n8n.example.com\)",
+    ),
+    "n8n: development port with webhook processors": (
+        "n8n", {"redis_enabled": True, "postgres_enabled": True, "n8n_dev_port": 5678, "n8n_webhook_processors": 1},
+        r"set n8n_webhook_processors: 0 \(main serves production webhooks here\)",
+    ),
+    "n8n: development port out of range": (
+        "n8n", {"redis_enabled": True, "postgres_enabled": True, "n8n_dev_port": 70000}, r"n8n_dev_port must be a TCP port \(1-65535\)"),
+    "n8n: development port not a number": ("n8n", {"n8n_dev_port": "localhost"}, r"n8n_dev_port.*int"),
+    "fastapi: development port with a public host name": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_dev_port": 8000,
+                           "fastapi_celery_hostname": "app.example.com"},
+        r"fastapi_celery_dev_port=8000 is development mode.*fastapi_celery_hostname\s+\(app.example.com\) must be empty",
+    ),
+    "fastapi: development port out of range": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_dev_port": -1},
+        r"fastapi_celery_dev_port=-1 is development mode.*must be a TCP port \(1-65535\)",
+    ),
     "ollama: unknown gpus value": ("ollama", {"ollama_gpus": "some"}, r"ollama_gpus=some must be auto, all, none or a list"),
     "ollama: keep_alive not a duration": ("ollama", {"ollama_keep_alive": "forever"}, r"ollama_keep_alive \(forever\) must be a Go duration"),
     "ollama: num_parallel not an int": ("ollama", {"ollama_num_parallel": "many"}, r"ollama_num_parallel.*int"),
