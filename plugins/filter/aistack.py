@@ -279,6 +279,21 @@ def invalid_networks(values: Iterable[Any]) -> list[str]:
     return bad
 
 
+GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+GO_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(value: Any) -> float | None:
+    """Seconds of a Go duration (Compose health check times: 20s, 1m30s, 500ms, 0), None when it is not one."""
+    text = str(value).strip()
+    if text == "0":
+        return 0.0
+    parts = GO_DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * GO_DURATION_UNITS[unit] for number, unit in parts)
+
+
 def container_ip(container: Mapping[str, Any], *preferred: str) -> str:
     """The container's address on the first of the preferred networks it is on, else on any
     network (sorted by name), from docker_container_info's `container` (or docker inspect)."""
@@ -491,4 +506,4 @@ class FilterModule:
                 "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks,
                 "container_ip": container_ip, "compose_files": compose_files, "compose_secret_files": compose_secret_files,
                 "bcrypt_password": bcrypt_password, "backup_target_problems": backup_target_problems,
-                "sftp_key_files": sftp_key_files}
+                "sftp_key_files": sftp_key_files, "duration_seconds": duration_seconds}

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, sftp_key_files, compose_env, compose_secret_files, gpu_devices, htpasswd, traefik_labels,
-                                                                 traefik_routes, weak_secrets, invalid_networks, compose_files,
+                                                                 traefik_routes, weak_secrets, invalid_networks, compose_files, duration_seconds,
                                                                  bcrypt_password)
 
 
@@ -257,3 +257,14 @@ def test_sftp_key_files_give_each_target_its_key_and_pinned_host_keys_as_secrets
         {"dest": "/etc/aistack/backup/offsite.known_hosts", "secret": True, "content": "203.0.113.7 ssh-ed25519 CCCC\n"},
     ]
     assert sftp_key_files([], "/x") == []
+
+
+@pytest.mark.parametrize("value, seconds", [("20s", 20.0), ("1m30s", 90.0), ("1h", 3600.0), ("500ms", 0.5), ("0", 0.0),
+                                            ("1.5m", 90.0), ("2h0m5s", 7205.0)])
+def test_duration_seconds_reads_go_durations(value, seconds):
+    assert duration_seconds(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["20", "20 s", "soon", "", "1m30", "-5s", "5d"])
+def test_duration_seconds_refuses_what_compose_would(value):
+    assert duration_seconds(value) is None

@@ -133,6 +133,40 @@ CASES = {
         "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_dev_port": -1},
         r"fastapi_celery_dev_port=-1 is development mode.*must be a TCP port \(1-65535\)",
     ),
+    "fastapi: start period not a duration": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_web_start_period": "10 minutes"},
+        r"fastapi_celery_web_start_period=10 minutes must be a Go duration",
+    ),
+    "fastapi: wait shorter than the start period": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_web_start_period": "10m", "fastapi_celery_wait_timeout": 300},
+        r"fastapi_celery_wait_timeout=300 seconds at least 1 and at least that start period",
+    ),
+    "fastapi: wait of zero": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_wait_timeout": 0}, r"fastapi_celery_wait_timeout=0 seconds at least 1"),
+    "fastapi: wait not a number": ("fastapi_celery", {"fastapi_celery_wait_timeout": "long"}, r"fastapi_celery_wait_timeout.*int"),
+    "fastapi: extra host to a range": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_extra_hosts": {"whatsapp-proxy": "10.0.0.0/8"}},
+        r"fastapi_celery_extra_hosts: whatsapp-proxy must map a host name to an IP address or host-gateway",
+    ),
+    "fastapi: extra host to a name": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_extra_hosts": {"proxy": "proxy.example.com"}},
+        r"fastapi_celery_extra_hosts: address proxy.example.com must map",
+    ),
+    "fastapi: extra host name with a space": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_extra_hosts": {"my proxy": "10.0.0.5"}},
+        r"fastapi_celery_extra_hosts: my proxy must map",
+    ),
+    "fastapi: extra hosts as a list": ("fastapi_celery", {"fastapi_celery_extra_hosts": ["proxy:10.0.0.5"]}, r"fastapi_celery_extra_hosts.*dict"),
+    "fastapi: extra volume with a relative target": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_extra_volumes": ["/srv/models:models:ro"]},
+        r"fastapi_celery_extra_volumes: /srv/models:models:ro must be <host path or volume name>:<absolute container path>",
+    ),
+    "fastapi: extra volume with an unknown mode": (
+        "fastapi_celery", {"postgres_enabled": True, "redis_enabled": True, "fastapi_celery_extra_volumes": ["hf_cache:/cache:rx"]},
+        r"fastapi_celery_extra_volumes: hf_cache:/cache:rx must be",
+    ),
+    "fastapi: database switch not a bool": ("fastapi_celery", {"fastapi_celery_database_enabled": "perhaps"}, r"fastapi_celery_database_enabled.*bool"),
+    "fastapi: web model cache not a bool": ("fastapi_celery", {"fastapi_celery_web_models_cache": "yes please"}, r"fastapi_celery_web_models_cache.*bool"),
     "ollama: unknown gpus value": ("ollama", {"ollama_gpus": "some"}, r"ollama_gpus=some must be auto, all, none or a list"),
     "ollama: keep_alive not a duration": ("ollama", {"ollama_keep_alive": "forever"}, r"ollama_keep_alive \(forever\) must be a Go duration"),
     "ollama: num_parallel not an int": ("ollama", {"ollama_num_parallel": "many"}, r"ollama_num_parallel.*int"),
