@@ -14,12 +14,17 @@ short_description: Idempotently set up n8n's owner, import workflows and credent
 version_added: 0.1.0
 description:
   - Creates the owner account when n8n has none yet, then logs in as the owner.
-  - Imports workflows (n8n export JSON, each with a stable C(id)) when they are
+  - Creates or updates credentials (n8n encrypts them with its key); their data
+    is passed in memory and never written to disk on the host.
+  - Then imports workflows (n8n export JSON, each with a stable C(id)) when they are
     missing or their file changed since the last import (a content hash is kept
     in O(state_path)), and activates the ones asked for, so webhooks register on
     the main process at once.
-  - Creates or updates credentials (n8n encrypts them with its key); their data
-    is passed in memory and never written to disk on the host.
+  - A node's credential reference is resolved BY NAME (n8n gives credentials new ids on
+    every instance): C("credentials": {"httpHeaderAuth": {"name": "WhatsApp Cloud API"}}) gets
+    the id of the credential of that name and type, so exported workflows work on another
+    instance. A name n8n does not have (and O(credentials) does not create) fails, naming
+    the workflow, the node and the credential.
   - Talks to the main process directly (its address on the stack network), not through Traefik;
     that address is O(url), or is found from O(container) and O(network) in the same call.
   - Waits up to O(wait_timeout) seconds for n8n's readiness (database connected and
@@ -222,7 +227,32 @@ def ensure_owner(client: N8nClient, owner: dict, check_mode: bool) -> bool:
     return needs_setup
 
 
-def sync_workflows(client: N8nClient, workflows: list, state: dict, check_mode: bool) -> tuple[list, list]:
+def link_credentials(body: dict, available: dict[str, dict]) -> dict:
+    """The workflow with each node's credential reference pointing at the id of the credential of that name.
+
+    ``available`` maps credential names to ``{"id", "type"}`` (id None: created by this run's check mode).
+    """
+    nodes = []
+    for node in body.get("nodes") or []:
+        references = node.get("credentials") or {}
+        linked = {}
+        for kind, ref in references.items():
+            ref = dict(ref or {})
+            name = ref.get("name")
+            known = available.get(name) if name else None
+            if known is None or known.get("type") not in (None, kind):
+                raise ValueError(
+                    f"workflow {body.get('name', body.get('id'))!r}, node {node.get('name')!r}: credential "
+                    f"{name!r} of type {kind} is neither in n8n nor in the credentials to create (n8n_credentials)")
+            if known.get("id"):
+                ref["id"] = known["id"]
+            linked[kind] = ref
+        nodes.append({**node, "credentials": linked} if references else node)
+    return {**body, "nodes": nodes} if "nodes" in body else body
+
+
+def sync_workflows(client: N8nClient, workflows: list, state: dict, check_mode: bool,
+                   available: dict[str, dict]) -> tuple[list, list]:
     """Import missing or changed workflows; activate the ones asked for."""
     imported, activated = [], []
     known = state.setdefault("workflows", {})
@@ -231,7 +261,8 @@ def sync_workflows(client: N8nClient, workflows: list, state: dict, check_mode: 
         workflow_id = content.get("id")
         if not workflow_id:
             raise ValueError(f"workflow {content.get('name', '?')!r} has no id: export it from n8n or add a stable id")
-        body = {key: content[key] for key in WORKFLOW_FIELDS if key in content}
+        # The resolved ids are part of the hash: a credential recreated under a new id re-imports its workflows.
+        body = link_credentials({key: content[key] for key in WORKFLOW_FIELDS if key in content}, available)
         wanted = digest([body, bool(item.get("active", True))])
         exists = client.call("GET", f"/rest/workflows/{workflow_id}/exists").get("exists", False)
         if exists and known.get(workflow_id) == wanted:
@@ -252,11 +283,16 @@ def sync_workflows(client: N8nClient, workflows: list, state: dict, check_mode: 
     return imported, activated
 
 
-def sync_credentials(client: N8nClient, credentials: list, state: dict, check_mode: bool) -> list:
-    """Create or update credentials (matched by name) whose content changed since the last run."""
+def sync_credentials(client: N8nClient, credentials: list, state: dict, check_mode: bool) -> tuple[list, dict]:
+    """Create or update credentials (matched by name) whose content changed since the last run.
+
+    Returns the names changed and every credential n8n then has (name -> id and type), for the workflows.
+    """
     changed = []
     known = state.setdefault("credentials", {})
-    existing = {c["name"]: c["id"] for c in client.call("GET", "/rest/credentials") or []}
+    listed = client.call("GET", "/rest/credentials") or []
+    existing = {c["name"]: c["id"] for c in listed}
+    available = {c["name"]: {"id": c["id"], "type": c.get("type")} for c in listed}
     for cred in credentials:
         name = cred["name"]
         wanted = digest(cred)
@@ -269,9 +305,13 @@ def sync_credentials(client: N8nClient, credentials: list, state: dict, check_mo
         if name in existing:
             client.call("PATCH", f"/rest/credentials/{existing[name]}", body)
         else:
-            client.call("POST", "/rest/credentials", body)
+            created = client.call("POST", "/rest/credentials", body) or {}
+            available[name] = {"id": created.get("id"), "type": cred["type"]}
         known[name] = wanted
-    return changed
+    # In check mode the ones that would be created are known by name (no id yet).
+    for cred in credentials:
+        available.setdefault(cred["name"], {"id": None, "type": cred["type"]})
+    return changed, available
 
 
 def wait_ready(url: str, timeout: int) -> None:
@@ -337,8 +377,9 @@ def main() -> None:
             imported = [w["content"].get("id") for w in params["workflows"]]
             activated, creds = [], [c.get("name") for c in params["credentials"]]
         else:
-            imported, activated = sync_workflows(client, params["workflows"], state, module.check_mode)
-            creds = sync_credentials(client, params["credentials"], state, module.check_mode)
+            # Credentials first: the workflows' references are resolved against them.
+            creds, available = sync_credentials(client, params["credentials"], state, module.check_mode)
+            imported, activated = sync_workflows(client, params["workflows"], state, module.check_mode, available)
     except (RuntimeError, ValueError, urllib.error.URLError) as exc:
         module.fail_json(msg=f"n8n_provision: {exc}")
     changed = owner_created or bool(imported) or bool(creds)

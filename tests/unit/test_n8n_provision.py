@@ -50,8 +50,9 @@ def test_first_run_sets_up_owner_imports_activates_and_creates_credentials(run_m
     # Only the fields the REST API accepts are sent (an export's "tags" is not).
     assert "tags" not in fake.workflows[HELLO["id"]]
     assert [c["data"] for c in fake.credentials.values()] == [CRED["data"]]
-    assert fake.mutations() == ["POST /rest/owner/setup", "POST /rest/workflows", "POST /rest/workflows/wfHello000000001/activate",
-                                "POST /rest/workflows", "POST /rest/credentials"]
+    # Credentials first: workflows may reference them by name.
+    assert fake.mutations() == ["POST /rest/owner/setup", "POST /rest/credentials", "POST /rest/workflows",
+                                "POST /rest/workflows/wfHello000000001/activate", "POST /rest/workflows"]
     # The Secure auth cookie from setup/login came back over plain HTTP on every authenticated call.
     assert any(path == "/rest/login" for _m, path, _b in fake.calls)
     state_file = Path(args["state_path"])
@@ -248,3 +249,48 @@ def test_missing_container_is_a_no_op_in_check_mode_and_an_error_otherwise(run_m
     result = run_module(n8n_provision, found)
     assert result["failed"] and "there is no container aistack-n8n" in result["msg"]
     assert fake.calls == []
+
+
+SENDER = {"id": "wfSender00000001", "name": "sender", "connections": {},
+          "nodes": [{"name": "Send", "type": "n8n-nodes-base.httpRequest",
+                     "credentials": {"postgres": {"id": "id-on-the-exporting-instance", "name": "pg"}}}]}
+
+
+def test_credential_references_are_resolved_by_name(run_module, n8n, args):
+    fake, _url = n8n
+    args["workflows"] = [{"content": json.loads(json.dumps(SENDER)), "active": False}]
+    result = run_module(n8n_provision, args)
+    assert not result["failed"], result
+    created = next(iter(fake.credentials.values()))
+    assert fake.workflows[SENDER["id"]]["nodes"][0]["credentials"] == {"postgres": {"id": created["id"], "name": "pg"}}
+    # Nothing changed: nothing re-imported.
+    assert run_module(n8n_provision, args)["changed"] is False
+    # The credential recreated under another id (deleted in the UI, provisioned again): the workflow follows.
+    fake.credentials.clear()
+    Path(args["state_path"]).unlink()
+    result = run_module(n8n_provision, args)
+    recreated = next(iter(fake.credentials.values()))
+    assert recreated["id"] != created["id"] and result["imported"] == [SENDER["id"]]
+    assert fake.workflows[SENDER["id"]]["nodes"][0]["credentials"]["postgres"]["id"] == recreated["id"]
+
+
+def test_unknown_credential_fails_naming_workflow_node_and_credential(run_module, n8n, args):
+    fake, _url = n8n
+    sender = json.loads(json.dumps(SENDER))
+    sender["nodes"][0]["credentials"] = {"httpHeaderAuth": {"name": "WhatsApp Cloud API"}}
+    args["workflows"] = [{"content": sender, "active": True}]
+    result = run_module(n8n_provision, args)
+    assert result["failed"]
+    assert "workflow 'sender', node 'Send': credential 'WhatsApp Cloud API' of type httpHeaderAuth" in result["msg"]
+    assert SENDER["id"] not in fake.workflows
+
+
+def test_check_mode_resolves_against_the_credentials_it_would_create(run_module, n8n, args):
+    fake, _url = n8n
+    run_module(n8n_provision, dict(args, workflows=[]))  # owner exists; no credential yet
+    fake.credentials.clear()
+    Path(args["state_path"]).unlink()
+    args["workflows"] = [{"content": json.loads(json.dumps(SENDER)), "active": False}]
+    result = run_module(n8n_provision, args, check_mode=True)
+    assert not result["failed"], result
+    assert result["imported"] == [SENDER["id"]] and result["credentials"] == ["pg"] and fake.credentials == {}
