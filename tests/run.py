@@ -30,9 +30,11 @@ from sanity import checks as galaxy_checks  # noqa: E402  (tests/sanity/checks.p
 CACHE = ROOT / ".cache"
 INSTALLED_COLLECTIONS = CACHE / "collections"
 # Every scenario runs in CI (see README, "Tests").
-SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "single_container", "split_railway", "lifecycle"]
+SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "single_container", "split_railway", "lifecycle",
+             "assistant"]
 # Start order when they run in parallel: longest first, so the lanes end together.
-SCENARIO_ORDER = ["gpu_host", "lifecycle", "single_container", "n8n", "split_railway", "data_edge", "nvidia_toolkit", "docker"]
+SCENARIO_ORDER = ["gpu_host", "lifecycle", "single_container", "n8n", "assistant", "split_railway", "data_edge", "nvidia_toolkit",
+                  "docker"]
 LOGS = ROOT / ".cache" / "logs"
 # The one molecule test sequence (and the settings every scenario shares).
 MOLECULE_BASE = ROOT / ".config" / "molecule" / "config.yml"
