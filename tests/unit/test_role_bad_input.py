@@ -34,6 +34,11 @@ BACKUP_SFTP = {"name": "offsite-sftp", "type": "sftp", "host": "vault.example.te
                "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n"}
 BACKUP_S3 = {"name": "offsite-s3", "type": "s3", "endpoint": "https://s3.example.test", "bucket": "aistack-backups",
              "access_key_id": "AKIAUNITTEST", "secret_access_key": "unit-secret-access-key"}
+# What the n8n role's WhatsApp assistant needs before its own checks (stand-ins for Vault values).
+WHATSAPP_OK = {"redis_enabled": True, "postgres_enabled": True, "n8n_hostname": "n8n.example.com",
+               "n8n_owner_email": "ops@example.com", "n8n_owner_password": "Owner-Passw0rd-42",
+               "n8n_whatsapp_enabled": True, "n8n_whatsapp_phone_number_id": "123456789012345",
+               "n8n_whatsapp_access_token": "EAAG-unit-test-token-0123456789"}
 CASES = {
     "docker: unknown install source": ("docker", {"docker_install_source": "snap"}, r"docker_install_source.*(one of|official)"),
     "docker: daemon options not a dict": ("docker", {"docker_daemon_options": "log-driver=journald"}, r"docker_daemon_options.*dict"),
@@ -167,6 +172,51 @@ CASES = {
     ),
     "fastapi: database switch not a bool": ("fastapi_celery", {"fastapi_celery_database_enabled": "perhaps"}, r"fastapi_celery_database_enabled.*bool"),
     "fastapi: web model cache not a bool": ("fastapi_celery", {"fastapi_celery_web_models_cache": "yes please"}, r"fastapi_celery_web_models_cache.*bool"),
+    "n8n: whatsapp phone number id not numeric": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_phone_number_id": "+52 555 000"},
+        r"n8n_whatsapp_phone_number_id\s+must\s+be\s+the\s+numeric\s+id",
+    ),
+    "n8n: whatsapp no access token": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_access_token": ""},
+        r"n8n_whatsapp_access_token\s+is\s+required\s+\(from\s+Vault\)",
+    ),
+    "n8n: whatsapp placeholder verify token": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_verify_token": "change-me"},
+        r"n8n_whatsapp_verify_token",
+    ),
+    "n8n: whatsapp api url without a scheme": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_api_url": "graph.facebook.com/v21.0"},
+        r"n8n_whatsapp_api_url\s+and\s+n8n_whatsapp_app_url\s+must\s+be\s+http\(s\)\s+URLs",
+    ),
+    "n8n: whatsapp webhook path with a slash": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_webhook_path": "wa/in"},
+        r"n8n_whatsapp_webhook_path=wa/in\s+must\s+be\s+letters,\s+digits",
+    ),
+    "n8n: whatsapp reply field with a quote": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_reply_field": "re'ply"},
+        r"n8n_whatsapp_reply_field=re'ply\s+must\s+be\s+a\s+JSON\s+field\s+name",
+    ),
+    "n8n: whatsapp send tries above n8n's limit": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_send_tries": 9},
+        r"n8n_whatsapp_send_tries=9\s+must\s+be\s+1-5",
+    ),
+    "n8n: whatsapp reminder period of 90 s": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_reminder_every_seconds": 90},
+        r"n8n_whatsapp_reminder_every_seconds=90\s+must\s+be\s+1-59\s+or\s+a\s+multiple\s+of\s+60",
+    ),
+    "n8n: whatsapp cron of three fields": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_analytics_cron": "0 23 *"},
+        r"n8n_whatsapp_analytics_cron=0\s+23\s+\*\s+must\s+be\s+a\s+cron\s+expression\s+of\s+five\s+fields",
+    ),
+    "n8n: whatsapp database owned by postgres": (
+        "n8n", {**WHATSAPP_OK, "n8n_whatsapp_database_user": "postgres"},
+        r"n8n_whatsapp_database\s+and\s+n8n_whatsapp_database_user\s+must\s+be\s+lower-case\s+names,\s+and\s+the\s+user\s+not\s+postgres",
+    ),
+    "n8n: whatsapp no public host name": (
+        "n8n", {**WHATSAPP_OK, "n8n_hostname": ""},
+        r"n8n\s+needs\s+n8n_hostname\s+\(or\s+n8n_dev_port",
+    ),
+    "n8n: whatsapp send tries not a number": ("n8n", {"n8n_whatsapp_send_tries": "three"}, r"n8n_whatsapp_send_tries.*int"),
     "ollama: unknown gpus value": ("ollama", {"ollama_gpus": "some"}, r"ollama_gpus=some must be auto, all, none or a list"),
     "ollama: keep_alive not a duration": ("ollama", {"ollama_keep_alive": "forever"}, r"ollama_keep_alive \(forever\) must be a Go duration"),
     "ollama: num_parallel not an int": ("ollama", {"ollama_num_parallel": "many"}, r"ollama_num_parallel.*int"),
