@@ -32,7 +32,8 @@ def pebble_root(host) -> str:
 
 def fake(host, action: str, body: dict | None = None) -> dict:
     """The fake's control endpoints (its port is on the host's loopback)."""
-    data = "None" if body is None else repr(json.dumps(body).encode())
+    # The body as hex: no quote of it can meet the shell's.
+    data = "None" if body is None else f"bytes.fromhex('{json.dumps(body).encode().hex()}')"
     out = host.check_output(
         "python3 -c \"import urllib.request; "
         f"print(urllib.request.urlopen(urllib.request.Request('{FAKE}/{action}', data={data})).read().decode())\"")
