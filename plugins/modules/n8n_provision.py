@@ -20,8 +20,8 @@ description:
     missing or their file changed since the last import (a content hash is kept
     in O(state_path)), and activates the ones asked for, so webhooks register on
     the main process at once.
-  - A node's credential reference is resolved BY NAME (n8n gives credentials new ids on
-    every instance): C("credentials": {"httpHeaderAuth": {"name": "WhatsApp Cloud API"}}) gets
+  - A node's credential reference is resolved BY NAME, because n8n gives credentials new ids on
+    every instance. A reference that names a credential (and its type, the key it is under) gets
     the id of the credential of that name and type, so exported workflows work on another
     instance. A name n8n does not have (and O(credentials) does not create) fails, naming
     the workflow, the node and the credential.
