@@ -12,6 +12,7 @@ separate docker_container_info round trip per run.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 
 def container_url(module, name: str, networks: list[str], port: int) -> str | None:
@@ -31,3 +32,21 @@ def container_url(module, name: str, networks: list[str], port: int) -> str | No
             return f"http://{addresses[net]}:{port}"
     module.fail_json(msg=f"container {name} has no address on any network")
     return None  # not reached: fail_json exits
+
+
+def api_url(module, networks: list[str], port: int, no_op: dict[str, Any]) -> str:
+    """The API's base URL from the module's ``url`` or ``container`` option.
+
+    A container that does not exist ends the module: in check mode as a no-op
+    returning ``no_op`` (a first run's dry run, before Compose created it),
+    otherwise as a failure.
+    """
+    params = module.params
+    if not params["container"]:
+        return params["url"]
+    url = container_url(module, params["container"], networks, port)
+    if url is None:
+        if not module.check_mode:
+            module.fail_json(msg=f"there is no container {params['container']}")
+        module.exit_json(changed=False, **no_op)
+    return url

@@ -161,7 +161,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_json_atomically
-from ansible_collections.aistack.hosting.plugins.module_utils.container_address import container_url
+from ansible_collections.aistack.hosting.plugins.module_utils.container_address import api_url
 from ansible_collections.aistack.hosting.plugins.module_utils.json_api import JsonApi
 
 # Fields of an exported workflow that the REST API accepts on create/update.
@@ -360,13 +360,8 @@ def main() -> None:
     owner = params["owner"]
     if not owner.get("email") or not owner.get("password"):
         module.fail_json(msg="n8n_provision: owner needs email and password")
-    url = params["url"]
-    if params["container"]:
-        url = container_url(module, params["container"], [params["network"]], params["port"])
-        if url is None:
-            if not module.check_mode:
-                module.fail_json(msg=f"n8n_provision: there is no container {params['container']}")
-            module.exit_json(changed=False, url=None, owner_created=False, imported=[], activated=[], credentials=[])
+    url = api_url(module, [params["network"]], params["port"],
+                  no_op=dict(url=None, owner_created=False, imported=[], activated=[], credentials=[]))
     client = N8nClient(url)
     state = load_state(params["state_path"])
     try:

@@ -118,7 +118,7 @@ import urllib.error
 from typing import Any, Iterable, Iterator
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aistack.hosting.plugins.module_utils.container_address import container_url
+from ansible_collections.aistack.hosting.plugins.module_utils.container_address import api_url
 from ansible_collections.aistack.hosting.plugins.module_utils.json_api import JsonApi
 
 DEFAULT_PREFIX = "registry.ollama.ai/library/"
@@ -248,13 +248,7 @@ def main() -> None:
     if params["timeout"] < 1:
         module.fail_json(msg="timeout must be at least 1 second")
 
-    url = params["url"]
-    if params["container"]:
-        url = container_url(module, params["container"], params["networks"], params["port"])
-        if url is None:
-            if not module.check_mode:
-                module.fail_json(msg=f"there is no container {params['container']}")
-            module.exit_json(changed=False, pulled=[], deleted=[], models=[])
+    url = api_url(module, params["networks"], params["port"], no_op=dict(pulled=[], deleted=[], models=[]))
     client = OllamaClient(url, params["timeout"])
     try:
         present = client.tags()

@@ -220,9 +220,10 @@ def main() -> None:
     to_write: dict[str, str] = {}
     try:
         for name, spec in sorted(requested.items()):
-            value, action = resolve(name, spec or {}, read_secret(os.path.join(directory, name)))
-            if action == "generate" and (spec or {}).get("guard"):
-                message = refusal(module, (spec or {})["guard"])
+            spec = spec or {}
+            value, action = resolve(name, spec, read_secret(os.path.join(directory, name)))
+            if action == "generate" and spec.get("guard"):
+                message = refusal(module, spec["guard"])
                 if message:
                     refused.append(message)
                     continue
