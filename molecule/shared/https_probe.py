@@ -5,7 +5,7 @@ the public host name and verifies the certificate against a CA file, so tests
 exercise exactly what a browser on the internet would. Prints one JSON line:
 status, headers of interest, issuer CN, body.
 
-usage: https_probe.py HOST PORT PATH CAFILE [--auth user:pw] [--post JSON] [--cookie-login JSON] [--repeat N]
+usage: https_probe.py HOST PORT PATH CAFILE [--auth user:pw] [--bearer TOKEN] [--post JSON] [--cookie-login JSON] [--repeat N]
 
 --repeat N sends the request N times back to back and prints {"answers":
 [[status, refused_by_traefik], ...]}: Traefik's rate limiter marks its 429s
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("path")
     parser.add_argument("cafile")
     parser.add_argument("--auth", default="")
+    parser.add_argument("--bearer", default="", help="an API token (Authorization: Bearer)")
     parser.add_argument("--post", default=None, help="JSON body: POST instead of GET")
     parser.add_argument("--cookie-login", default=None, help="JSON body POSTed to /rest/login first")
     parser.add_argument("--repeat", type=int, default=0, help="send N times, print statuses only")
@@ -51,6 +52,8 @@ def main() -> None:
     headers = {"Content-Type": "application/json"}
     if args.auth:
         headers["Authorization"] = "Basic " + base64.b64encode(args.auth.encode()).decode()
+    if args.bearer:
+        headers["Authorization"] = "Bearer " + args.bearer
     if args.cookie_login:
         resp, _, _ = request(args, "POST", "/rest/login", args.cookie_login.encode(), headers)
         cookie = (resp.getheader("Set-Cookie") or "").split(";")[0]

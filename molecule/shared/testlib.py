@@ -159,6 +159,7 @@ SECRETS_IN_ENV_EXCEPTIONS = {
     r"aistack-flower": r"redis_password",  # its broker URL
     r"aistack-(n8n-)?(worker-[0-9]+-)?runner": r"n8n_runners_auth_token",  # the launcher reads no _FILE
     r"aistack-fastapi-.*": r"postgres_user_.*|redis_password",  # the operator's app image
+    r"aistack-open-webui": r"open_webui_admin_password|open_webui_secret_key|postgres_user_open_webui",  # reads no _FILE
 }
 
 

@@ -302,6 +302,14 @@ IMAGES: dict[str, Image] = {image.name: image for image in (
     DockerfileImage("python", parent="base-trixie",
                     official_refs=("python:3.13-slim-trixie",),
                     build_args={"PYTHON_MINOR": "3.13"}),
+    # Open WebUI from PyPI on bookworm's Python 3.11 (it needs < 3.13), without
+    # the local model stack (PyTorch & co.): see tests/images/open-webui/Dockerfile.
+    DockerfileImage("open-webui", parent="base-bookworm",
+                    official_refs=("ghcr.io/open-webui/open-webui:v0.12.4",),
+                    build_args={"OPEN_WEBUI_VERSION": "0.12.4"},
+                    needs_ca_certs=True,
+                    description="aistack test kit: Open WebUI 0.12.4 from PyPI on Debian, "
+                                "without the local model stack (no PyTorch)"),
     # The collection's own sample app, built from its real Dockerfile.
     DockerfileImage("sample-app", parent="python",
                     official_refs=("aistack/sample-app:0.1.0",),
@@ -714,17 +722,24 @@ ARTIFACTS: dict[str, Artifact] = {artifact.name: artifact for artifact in (
 # Registry references
 # --------------------------------------------------------------------------
 
+# Registries whose images the kit serves under their path (no mirror possible).
+OTHER_REGISTRIES = ("ghcr.io",)
+
+
 def registry_path(official_ref: str) -> tuple[str, str]:
     """Docker Hub ``name:tag`` -> (registry repository path, tag).
 
-    Only Docker Hub names can be served through ``registry-mirrors``.
+    Only Docker Hub names can be served through ``registry-mirrors``. An image
+    published only on another registry (``ghcr.io/...``) is stored under its path
+    without the host: test hosts pull it from the kit registry by that name
+    (``registry.kit.aistack.test:5000/<path>:<tag>``, set in the scenario).
     """
     name, separator, tag = official_ref.rpartition(":")
     if not separator or "/" in tag:
         raise KitError(f"{official_ref}: official references need an explicit tag")
     first, _, rest = name.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
-        if first not in ("docker.io", "index.docker.io"):
+        if first not in ("docker.io", "index.docker.io", *OTHER_REGISTRIES):
             raise KitError(f"{official_ref}: registry-mirrors only serve Docker Hub names")
         name = rest
     if "/" not in name:

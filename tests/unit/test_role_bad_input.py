@@ -39,6 +39,9 @@ WHATSAPP_OK = {"redis_enabled": True, "postgres_enabled": True, "n8n_hostname": 
                "n8n_owner_email": "ops@example.com", "n8n_owner_password": "Owner-Passw0rd-42",
                "n8n_whatsapp_enabled": True, "n8n_whatsapp_phone_number_id": "123456789012345",
                "n8n_whatsapp_access_token": "EAAG-unit-test-token-0123456789"}
+# What open_webui needs before its other checks (its play's postgres and ollama roles).
+OPEN_WEBUI_OK = {"open_webui_enabled": True, "open_webui_hostname": "chat.example.com", "open_webui_admin_email": "admin@example.com",
+                 "postgres_enabled": True, "ollama_enabled": True}
 CASES = {
     "docker: unknown install source": ("docker", {"docker_install_source": "snap"}, r"docker_install_source.*(one of|official)"),
     "docker: daemon options not a dict": ("docker", {"docker_daemon_options": "log-driver=journald"}, r"docker_daemon_options.*dict"),
@@ -430,6 +433,46 @@ CASES = {
         "upgrade", {"upgrade_smoke_checks": [{"url": "n8n.example.com/webhook/health"}]},
         r"upgrade_smoke_checks: every url must start with http:// or https://"),
     "upgrade: smoke check without a url": ("upgrade", {"upgrade_smoke_checks": [{"status": 200}]}, r"upgrade_smoke_checks.*url"),
+    "open_webui: no host name": ("open_webui", {**OPEN_WEBUI_OK, "open_webui_hostname": ""}, r"open_webui_hostname is empty: set it"),
+    "open_webui: host name with a space": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_hostname": "chat example"}, r"open_webui_hostname=chat example must be a host name",
+    ),
+    "open_webui: no admin e-mail": ("open_webui", {**OPEN_WEBUI_OK, "open_webui_admin_email": ""}, r"open_webui_admin_email is required"),
+    "open_webui: weak admin password": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_admin_password": "changeme"}, r"open_webui_admin_password",
+    ),
+    "open_webui: admin as the default role": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_default_user_role": "admin"}, r"open_webui_default_user_role.*(one of|pending)",
+    ),
+    "open_webui: no ollama anywhere": (
+        "open_webui", {**OPEN_WEBUI_OK, "ollama_enabled": False}, r"open_webui_ollama_urls is empty and this play runs no ollama role",
+    ),
+    "open_webui: ollama url without scheme": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_ollama_urls": ["ollama:11434"]}, r"open_webui_ollama_urls: ollama:11434 must be http\(s\)",
+    ),
+    "open_webui: unknown embedding engine": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_embedding_engine": "cohere"}, r"open_webui_embedding_engine=cohere must be ollama, openai",
+    ),
+    "open_webui: no postgres role": (
+        "open_webui", {**OPEN_WEBUI_OK, "postgres_enabled": False}, r"open_webui needs its database on the postgres role",
+    ),
+    "open_webui: database name not SQL": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_database": "Open-WebUI"}, r"open_webui_database and open_webui_database_user must be lowercase",
+    ),
+    "open_webui: oidc without a client": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_oidc_enabled": True,
+                       "open_webui_oidc_provider_url": "https://idp.example.com/.well-known/openid-configuration"},
+        r"open_webui_oidc_enabled needs open_webui_oidc_provider_url",
+    ),
+    "open_webui: oidc only without oidc": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_oidc_only": True}, r"open_webui_oidc_only needs open_webui_oidc_enabled",
+    ),
+    "open_webui: start period not a duration": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_start_period": "2 minutes"}, r"open_webui_start_period=2 minutes must be a Go duration",
+    ),
+    "open_webui: wait shorter than the start period": (
+        "open_webui", {**OPEN_WEBUI_OK, "open_webui_start_period": "10m"}, r"open_webui_wait_timeout=300 seconds at least that long",
+    ),
 }
 SECRET_NAME = re.compile(r"(password|token|secret|encryption_key)$")  # not e.g. nvidia_toolkit_repo_key (a key URL)
 

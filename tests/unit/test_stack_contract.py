@@ -21,8 +21,8 @@ from ansible_collections.aistack.hosting.plugins.filter.aistack import traefik_r
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = ["docker", "firewall", "ssh_hardening", "unattended_upgrades", "nvidia_toolkit", "postgres", "redis", "traefik", "n8n",
-          "ollama", "comfyui", "fastapi_celery", "monitoring"]
-COMPOSE_ROLES = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "fastapi_celery", "monitoring"]
+          "ollama", "comfyui", "fastapi_celery", "open_webui", "monitoring"]
+COMPOSE_ROLES = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "fastapi_celery", "open_webui", "monitoring"]
 NETWORK = "aistack-contract-test"
 VARS = {
     "aistack_network": NETWORK,
@@ -34,6 +34,8 @@ VARS = {
     "n8n_editor_ip_allowlist": ["10.0.0.0/8"],
     "ollama_hostname": "ollama.contract.test",
     "comfyui_hostname": "comfy.contract.test",
+    "open_webui_enabled": True,
+    "open_webui_admin_email": "admin@contract.test",
     "monitoring_prometheus_hostname": "prometheus.contract.test",
     "monitoring_alertmanager_enabled": True,
     "monitoring_alertmanager_hostname": "alerts.contract.test",
@@ -50,6 +52,8 @@ VARS = {
     "aistack_container_memory_limits": {"aistack-n8n-worker-2": "2g", "aistack-worker-1-runner": 0},
     "__ollama_secrets": {"secrets": {"ollama_web_password": "x"}},
     "__comfyui_secrets": {"secrets": {"comfyui_web_password": "x"}},
+    "__open_webui_secrets": {"secrets": {"open_webui_admin_password": "x", "open_webui_secret_key": "x",
+                                         "postgres_user_open_webui": "x"}},
     "__monitoring_secrets": {"secrets": {"monitoring_web_password": "x", "grafana_admin_password": "x",
                                          "postgres_user_aistack_monitoring": "x", "redis_password": "x"}},
     "n8n_owner_password": "Stand-in-Owner-Passw0rd",
@@ -118,7 +122,7 @@ def rendered(tmp_path_factory) -> Path:
 
 
 # The containers whose root filesystem stays writable (docs/security.md, CIS 5.13).
-WRITABLE_ROOT = {"aistack-ollama", "aistack-comfyui", "aistack-cadvisor", "aistack-dcgm-exporter"}
+WRITABLE_ROOT = {"aistack-ollama", "aistack-comfyui", "aistack-open-webui", "aistack-cadvisor", "aistack-dcgm-exporter"}
 
 
 def container_name(service: dict) -> str:
@@ -143,6 +147,7 @@ JOINS = {
     "aistack-n8n-webhook-1": {"aistack", "default", "postgres", "redis"},
     "aistack-ollama": {"ollama", "default", "aistack"}, "aistack-comfyui": {"comfyui", "default", "aistack"},
     "aistack-fastapi-web": {"app", "postgres", "redis", "default", "aistack"},
+    "aistack-open-webui": {"aistack", "postgres", "ollama", "default"},
     "aistack-fastapi-worker-gpu": {"postgres", "redis", "ollama", "comfyui", "default"},
     "aistack-fastapi-worker-render": {"postgres", "redis", "ollama", "comfyui", "default"},
     "aistack-prometheus": {"monitoring", "aistack"}, "aistack-grafana": {"monitoring", "aistack"},
@@ -207,8 +212,8 @@ def test_every_route_reaches_its_container_on_the_contract_network(rendered):
         project = yaml.safe_load((rendered / f"{role}.yml").read_text())
         for service in (traefik_routes(project).get("http") or {}).get("services", {}).values():
             servers.update({s["url"]: role for s in service["loadBalancer"]["servers"]})
-    # n8n main + webhook processor, ollama, comfyui, the app, prometheus, grafana, alertmanager.
-    assert len(routed) == 8, routed
+    # n8n main + webhook processor, ollama, comfyui, the app, open webui, prometheus, grafana, alertmanager.
+    assert len(routed) == 9, routed
     assert set(routed.values()) == {NETWORK}, routed
     # The editor allow-list applies to the editor, not to the webhook processors' router.
     n8n = traefik_routes(yaml.safe_load((rendered / "n8n.yml").read_text()))["http"]
@@ -219,7 +224,7 @@ def test_every_route_reaches_its_container_on_the_contract_network(rendered):
     assert n8n["middlewares"]["n8n-allowlist"] == {"ipAllowList": {"sourceRange": ["10.0.0.0/8"]}}
     # Traefik reaches each one by container name on the shared network (it has no Docker socket).
     assert {"http://aistack-n8n:5678", "http://aistack-n8n-webhook-1:5678", "http://aistack-ollama:11434",
-            "http://aistack-grafana:3000"} <= set(servers), servers
+            "http://aistack-grafana:3000", "http://aistack-open-webui:8080"} <= set(servers), servers
 
 
 def test_every_container_gets_the_building_block_defaults(rendered):
@@ -257,7 +262,8 @@ def test_consumers_read_what_the_roles_publish(rendered):
     # The postgres role creates the databases n8n and the app publish, plus the inventory's
     # own; an inventory entry of the same name replaces the published one.
     databases = {db["name"]: db for db in wiring["databases"]}
-    assert len(wiring["databases"]) == 3 and set(databases) == {"n8n", "app", "analytics"}, wiring["databases"]
+    assert len(wiring["databases"]) == 4 and set(databases) == {"n8n", "app", "analytics", "open_webui"}, wiring["databases"]
+    assert databases["open_webui"] == {"name": "open_webui", "owner": "open_webui", "extensions": ["vector"]}
     assert databases["n8n"]["owner"] == "n8n"
     assert databases["app"]["password"] == "from-vault" and databases["app"]["extensions"] == []
     jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in wiring["scrape_configs"]}
@@ -268,6 +274,7 @@ def test_consumers_read_what_the_roles_publish(rendered):
     # Host names follow aistack_domain; Grafana's admin user is the configured one.
     assert wiring["urls"]["n8n"] == "https://n8n.contract.test/"
     assert wiring["urls"]["app"] == "https://app.contract.test/"
+    assert wiring["urls"]["open_webui"] == "https://chat.contract.test/"
     assert wiring["urls"]["grafana"].startswith("https://grafana.contract.test/ (user grafana-ops,")
     assert wiring["urls"]["traefik_dashboard"].startswith("https://traefik.contract.test/dashboard/")
 

@@ -24,6 +24,7 @@ N8N = "n8n.aistack.test"
 APP = "app.aistack.test"
 GRAFANA = "grafana.aistack.test"
 COMFY = "comfy.aistack.test"
+CHAT = "chat.aistack.test"
 # Scrape jobs the monitoring role must generate for the roles this layout enables
 # (cAdvisor and DCGM are off: no image for them in the kit / no GPU).
 # The capabilities kept by the containers whose image starts as root (docs/security.md).
@@ -48,6 +49,11 @@ def host_get_json(host, url: str) -> dict:
     return json.loads(host.check_output(
         "python3 -c \"import urllib.request,sys;sys.stdout.write("
         f"urllib.request.urlopen('{url}',timeout=10).read().decode())\""))
+
+
+def open_webui_sql(host, sql: str) -> list[str]:
+    """Rows of a query in Open WebUI's database, as its owner (in-container connections are trusted)."""
+    return host.check_output(f"docker exec aistack-postgres psql -U open_webui -d open_webui -qtA -c \"{sql}\"").split()
 
 
 def cap_names(values) -> list[str]:
@@ -91,7 +97,7 @@ class TestLayout:
             assert config["Memory"] > 0, name  # aistack_container_memory_percent of the host's memory
             assert config["NanoCpus"] > 0, name  # aistack_container_cpu_percent of the host's CPUs
             # Read-only root with a tmpfs /tmp, but for the documented exceptions (docs/security.md, CIS 5.13).
-            writable = name.lstrip("/") in {"aistack-ollama", "aistack-comfyui"} or name.endswith("-runner")
+            writable = name.lstrip("/") in {"aistack-ollama", "aistack-comfyui", "aistack-open-webui"} or name.endswith("-runner")
             assert config["ReadonlyRootfs"] is (not writable), name
             assert writable or "/tmp" in (config["Tmpfs"] or {}), name
             if name.lstrip("/") in {"aistack-ollama", "aistack-comfyui"}:
@@ -113,7 +119,8 @@ class TestLayout:
         assert_no_docker_socket_on_the_edge(host)
         # Every routed service is in a routes file Ansible wrote (Traefik has no other source).
         routes = host.check_output("ls /opt/aistack/traefik/dynamic").split()
-        assert {"routes-n8n.yml", "routes-comfyui.yml", "routes-fastapi_celery.yml", "routes-monitoring.yml"} <= set(routes)
+        assert {"routes-n8n.yml", "routes-comfyui.yml", "routes-fastapi_celery.yml", "routes-monitoring.yml",
+                "routes-open_webui.yml"} <= set(routes)
 
     def test_no_gpu_means_cpu_mode(self, host):
         daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
@@ -152,6 +159,7 @@ MEMBERSHIP = {
     "aistack-postgres-exporter": {"aistack_monitoring", "aistack_postgres"},
     "aistack-redis-exporter": {"aistack_monitoring", "aistack_redis"},
     "aistack-flower": {"aistack_monitoring", "aistack_redis"},
+    "aistack-open-webui": {"aistack", "aistack_postgres", "aistack_ollama", "open_webui_default"},
 }
 RUNNERS = {"aistack-worker-1-runner": "aistack-n8n-worker-1"}
 # The task broker (5679) listens on its process's address on the runner network only.
@@ -160,7 +168,7 @@ PORTS = {"aistack-traefik": [80, 443, 8082], "aistack-postgres": [5432], "aistac
          "aistack-n8n": [5678], "aistack-n8n-worker-1": [5678, 5679], "aistack-ollama": [11434], "aistack-comfyui": [8188],
          "aistack-fastapi-web": [8000], "aistack-prometheus": [9090], "aistack-alertmanager": [9093], "aistack-grafana": [3000],
          "aistack-node-exporter": [9100], "aistack-postgres-exporter": [9187], "aistack-redis-exporter": [9121],
-         "aistack-flower": [5555]}
+         "aistack-flower": [5555], "aistack-open-webui": [8080]}
 
 
 class TestNetworks:
@@ -195,10 +203,11 @@ class TestNetworks:
         app = {"aistack-fastapi-web", "aistack-fastapi-worker-gpu", "aistack-fastapi-worker-render"}
         workers = app - {"aistack-fastapi-web"}
         # The data stores: their consumers and their exporter, nobody else (not Traefik, not Grafana).
-        assert clients("aistack-postgres:5432") == n8n | app | {"aistack-postgres-exporter"}
+        chat = {"aistack-open-webui"}
+        assert clients("aistack-postgres:5432") == n8n | app | chat | {"aistack-postgres-exporter"}
         assert clients("aistack-redis:6379") == n8n | app | {"aistack-redis-exporter", "aistack-flower"}
         # The model APIs: the workflows and the app's workers (Ollama is not routed here).
-        assert clients("aistack-ollama:11434") == n8n | workers
+        assert clients("aistack-ollama:11434") == n8n | workers | chat
         # Prometheus' unauthenticated API: the monitoring network only.
         assert "aistack-traefik:8082" in actual["aistack-prometheus"]
         assert not {"aistack-postgres:5432", "aistack-redis:6379"} & actual["aistack-traefik"]
@@ -313,6 +322,84 @@ class TestAiServices:
         auth = "comfyui:" + secret(host, "comfyui_web_password")
         answer = probe(host, COMFY, 443, "/system_stats", pebble_root, "--auth", auth)
         assert answer["status"] == 200 and "system" in json.loads(answer["body"]), answer
+
+
+class TestOpenWebUI:
+    """Open WebUI (the real package) through Traefik, on Ollama's TEST DOUBLE and Postgres."""
+
+    def signin(self, host, pebble_root) -> dict:
+        login = {"email": "admin@aistack.test", "password": secret(host, "open_webui_admin_password")}
+        answer = probe(host, CHAT, 443, "/api/v1/auths/signin", pebble_root, "--post", json.dumps(login))
+        assert answer["status"] == 200, answer["status"]
+        return json.loads(answer["body"])
+
+    def test_answers_through_traefik_at_the_pinned_version(self, host, pebble_root):
+        health = probe(host, CHAT, 443, "/health", pebble_root)
+        assert health["status"] == 200 and json.loads(health["body"]) == {"status": True}, health
+        assert json.loads(probe(host, CHAT, 443, "/api/version", pebble_root)["body"])["version"] == "0.12.4"
+        assert probe(host, CHAT, 443, "/", pebble_root)["status"] == 200
+
+    def test_the_role_created_admin_signs_in(self, host, pebble_root):
+        user = self.signin(host, pebble_root)
+        assert user["role"] == "admin" and user["email"] == "admin@aistack.test", user["role"]
+
+    def test_no_first_visitor_window(self, host, pebble_root):
+        """Sign-up is off and the admin existed before Open WebUI served its first request:
+        the account was created during start-up (its log says so before uvicorn's
+        'Application startup complete'), and an anonymous sign-up is refused."""
+        signup = {"email": "eve@example.com", "password": "Eve-Passw0rd-123", "name": "Eve"}
+        answer = probe(host, CHAT, 443, "/api/v1/auths/signup", pebble_root, "--post", json.dumps(signup))
+        assert answer["status"] == 403, answer
+        assert json.loads(probe(host, CHAT, 443, "/api/config", pebble_root)["body"])["features"]["enable_signup"] is False
+        logs = host.check_output("docker logs aistack-open-webui 2>&1").splitlines()
+        created = next(i for i, line in enumerate(logs) if "Admin account created successfully" in line)
+        serving = next(i for i, line in enumerate(logs) if "Application startup complete" in line)
+        assert created < serving, logs[max(0, created - 2):serving + 2]
+        users = open_webui_sql(host, "SELECT email || ':' || role FROM public.user")
+        assert users == ["admin@aistack.test:admin"], users
+
+    def test_a_chat_reaches_ollama_and_is_stored_in_postgres(self, host, pebble_root):
+        token = self.signin(host, pebble_root)["token"]
+        models = json.loads(probe(host, CHAT, 443, "/api/models", pebble_root, "--bearer", token)["body"])
+        assert "tinyllama:latest" in [model["id"] for model in models["data"]], models
+        marker = f"molecule-{int(time.time())}"
+        new = {"chat": {"title": marker, "models": ["tinyllama:latest"], "messages": [],
+                        "history": {"messages": {}, "currentId": None}}}
+        chat = json.loads(probe(host, CHAT, 443, "/api/v1/chats/new", pebble_root, "--bearer", token,
+                                "--post", json.dumps(new))["body"])
+        request = {"model": "tinyllama:latest", "stream": False, "chat_id": chat["id"], "id": "reply-1",
+                   "messages": [{"role": "user", "content": marker}]}
+        answer = probe(host, CHAT, 443, "/api/chat/completions", pebble_root, "--bearer", token,
+                       "--post", json.dumps(request))
+        assert answer["status"] == 200, answer
+        reply = json.loads(answer["body"])["choices"][0]["message"]["content"]
+        # The double's deterministic echo: the prompt went to Ollama and back.
+        assert reply == f"[aistack test double] tinyllama:latest received: {marker}", reply
+
+        def stored():
+            rows = open_webui_sql(host, f"SELECT count(*) FROM chat WHERE id = '{chat['id']}' "
+                                        f"AND chat::text LIKE '%received: {marker}%'")
+            assert rows == ["1"], rows
+        retry(stored, attempts=10, delay=1)
+        # Ollama's own log shows the request it answered.
+        assert "/api/chat" in host.check_output("docker logs aistack-ollama 2>&1")
+
+    def test_pgvector_is_its_vector_store_and_state_is_backed_up(self, host):
+        env = host.check_output("docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' aistack-open-webui")
+        settings = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
+        assert settings["VECTOR_DB"] == "pgvector" and settings["ENABLE_SIGNUP"] == "false"
+        assert settings["OLLAMA_BASE_URLS"] == "http://ollama:11434"
+        extensions = open_webui_sql(host, "SELECT extname FROM pg_extension")
+        assert "vector" in extensions, extensions
+        config = json.loads(host.file("/etc/aistack/backup/config.json").content_string)
+        assert "aistack_open_webui_data" in [volume["name"] for volume in config["volumes"]], config["volumes"]
+
+    def test_the_stack_watcher_reports_it(self, host):
+        def check():
+            result = in_container(host, "aistack-prometheus", "http://127.0.0.1:9090/api/v1/query?"
+                                  "query=aistack_container_up%7Bcontainer%3D%22aistack-open-webui%22%7D")
+            assert [r["value"][1] for r in result["data"]["result"]] == ["1"], result
+        retry(check, attempts=20)
 
 
 # --------------------------------------------------------------------------
