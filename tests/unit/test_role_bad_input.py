@@ -511,3 +511,28 @@ def test_bad_input_fails_early_and_names_the_variable(playbook, role, extra_vars
     assert recap and recap.group(1) == "0" and recap.group(2) == "1", output
     failed_task = re.findall(r"TASK \[([^\]]+)\]", output)[-1]
     assert "Validating arguments" in failed_task or "Check " in failed_task, failed_task
+
+
+# The other half: the base input of a role's cases passes its preflight, so each
+# case above fails for its own reason (a check that refuses everything would pass
+# them all). Only the preflight runs: `--tags uninstall` with the role enabled.
+GOOD_INPUT = {
+    "open_webui": {**OPEN_WEBUI_OK, "open_webui_admin_email": "ops.team@aistack.example",
+                   "open_webui_ollama_urls": ["http://gpu-1.internal:11434", "https://ollama.example.com"],
+                   "open_webui_oidc_enabled": True, "open_webui_oidc_client_id": "chat", "open_webui_oidc_client_secret": "s3cr3t-from-vault",
+                   "open_webui_oidc_provider_url": "https://sso.example.com/realms/staff/.well-known/openid-configuration"},
+}
+
+
+@pytest.mark.parametrize("role", GOOD_INPUT)
+def test_good_input_passes_preflight(playbook, role):
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_LOCALHOST_WARNING": "false"}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i", "localhost,", str(playbook), "--tags", "uninstall",
+         "-e", json.dumps({"role_under_test": role, **GOOD_INPUT[role]}), "-e", f"ansible_python_interpreter={sys.executable}"],
+        cwd=ROOT, env=env, text=True, capture_output=True, timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert re.search(r"TASK \[aistack.hosting.open_webui : Check the Open WebUI settings\] \**\n(.*\n)?ok: \[localhost\]", output), output
