@@ -132,7 +132,7 @@ def services(rendered: Path):
             yield role, name, service, project
 
 
-KEYS = ["aistack", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"]
+KEYS = ["aistack", "postgres", "redis", "ollama", "comfyui", "app", "monitoring", "s3"]
 # Which stack networks each service joins (docs/security.md, "Networks"); "default" is
 # the project's own network (outbound access). Everything routed is also on "aistack".
 N8N = {"default", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"}
