@@ -21,8 +21,8 @@ from ansible_collections.aistack.hosting.plugins.filter.aistack import traefik_r
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = ["docker", "firewall", "ssh_hardening", "unattended_upgrades", "nvidia_toolkit", "postgres", "redis", "traefik", "n8n",
-          "ollama", "comfyui", "fastapi_celery", "monitoring"]
-COMPOSE_ROLES = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "fastapi_celery", "monitoring"]
+          "ollama", "comfyui", "object_storage", "fastapi_celery", "monitoring"]
+COMPOSE_ROLES = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "object_storage", "fastapi_celery", "monitoring"]
 NETWORK = "aistack-contract-test"
 VARS = {
     "aistack_network": NETWORK,
@@ -38,6 +38,8 @@ VARS = {
     "monitoring_alertmanager_enabled": True,
     "monitoring_alertmanager_hostname": "alerts.contract.test",
     "monitoring_grafana_admin_user": "grafana-ops",
+    # The stack's own S3: the app is wired to it (its s3 network) by itself.
+    "object_storage_enabled": True,
     # The operator's own database, and the app's replaced by an inventory entry.
     "postgres_databases": [{"name": "app", "owner": "app", "extensions": [], "password": "from-vault"},
                            {"name": "analytics", "owner": "analytics"}],
@@ -142,9 +144,10 @@ JOINS = {
     "aistack-n8n-worker-2": N8N | {"runner-worker-2"},
     "aistack-n8n-webhook-1": {"aistack", "default", "postgres", "redis"},
     "aistack-ollama": {"ollama", "default", "aistack"}, "aistack-comfyui": {"comfyui", "default", "aistack"},
-    "aistack-fastapi-web": {"app", "postgres", "redis", "default", "aistack"},
-    "aistack-fastapi-worker-gpu": {"postgres", "redis", "ollama", "comfyui", "default"},
-    "aistack-fastapi-worker-render": {"postgres", "redis", "ollama", "comfyui", "default"},
+    "aistack-fastapi-web": {"app", "postgres", "redis", "s3", "default", "aistack"},
+    "aistack-fastapi-worker-gpu": {"postgres", "redis", "s3", "ollama", "comfyui", "default"},
+    "aistack-fastapi-worker-render": {"postgres", "redis", "s3", "ollama", "comfyui", "default"},
+    "aistack-object-storage": {"s3", "monitoring"},
     "aistack-prometheus": {"monitoring", "aistack"}, "aistack-grafana": {"monitoring", "aistack"},
     "aistack-alertmanager": {"monitoring", "default", "aistack"}, "aistack-node-exporter": {"monitoring"},
     "aistack-postgres-exporter": {"monitoring", "postgres"}, "aistack-redis-exporter": {"monitoring", "redis"},
