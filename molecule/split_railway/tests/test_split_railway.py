@@ -251,10 +251,11 @@ def app_call(host, method: str, path: str, payload: dict | None = None) -> dict:
     """The app's API from the host, on the web container's address."""
     ip = container_ip(host, "aistack-fastapi-web")
     data = json.dumps(payload).encode() if payload is not None else None
-    script = (f"import json, urllib.request; r = urllib.request.Request('http://{ip}:8000{path}', method='{method}', "
-              f"data={data!r}, headers={{'Content-Type': 'application/json'}}); "
-              "print(urllib.request.urlopen(r, timeout=15).read().decode())")
-    return json.loads(host.check_output(f'python3 -c "{script}"'))
+    script = (f"import urllib.request\nr = urllib.request.Request('http://{ip}:8000{path}', method='{method}', "
+              f"data={data!r}, headers={{'Content-Type': 'application/json'}})\n"
+              "print(urllib.request.urlopen(r, timeout=15).read().decode())\n")
+    encoded = base64.b64encode(script.encode()).decode()
+    return json.loads(host.check_output(f"echo {encoded} | base64 -d | python3 -"))
 
 
 def env_of(host, container: str) -> dict:
