@@ -324,6 +324,12 @@ IMAGES: dict[str, Image] = {image.name: image for image in (
                     build_args={"COMFYUI_VERSION": "0.0.0-aistack-test-double"},
                     description="aistack test kit: TEST DOUBLE of ComfyUI in yanwk/comfyui-boot's layout "
                                 "(Python stand-in for its API, no inference)"),
+    DockerfileImage("seaweedfs", parent="base-trixie",
+                    official_refs=("chrislusf/seaweedfs:4.47",),
+                    build_args={"SEAWEEDFS_VERSION": "4.47", "MOTO_VERSION": "5.2.5"},
+                    needs_ca_certs=True,
+                    description="aistack test kit: TEST DOUBLE of SeaweedFS (moto S3 server behind a `weed` "
+                                "stand-in; no SeaweedFS storage engine, identities' actions not enforced)"),
     # The monitoring role's images: Debian trixie packages at the role's pinned versions.
     DockerfileImage("prometheus", parent="base-trixie",
                     official_refs=("prom/prometheus:v2.53.3",),

@@ -428,6 +428,39 @@ CASES = {
     "backup: restore from an unknown target": (
         "backup", {"backup_restore_target": "nas"}, r"backup_restore_target nas is not the name of a backup_targets entry"),
     "backup: targets not a list": ("backup", {"backup_targets": "s3://bucket"}, r"backup_targets.*list"),
+    # object_storage: every rule of its preflight (and argument_specs) names the variable.
+    "object_storage: bucket name not S3": (
+        "object_storage", {"object_storage_buckets": [{"name": "Media_Files", "consumer": "backup"}]},
+        r"object_storage_buckets: Media_Files \(from object_storage_buckets\) is not a valid S3 bucket name"),
+    "object_storage: bucket name with two dots": (
+        "object_storage", {"object_storage_buckets": [{"name": "media..files", "consumer": "backup"}]},
+        r"object_storage_buckets: media\.\.files .*is not a valid S3 bucket name"),
+    "object_storage: bucket listed twice": (
+        "object_storage", {"object_storage_buckets": [{"name": "aistack-backups", "consumer": "backup"},
+                                                      {"name": "aistack-backups", "consumer": "analytics"}]},
+        r"object_storage_buckets: aistack-backups is listed more than once"),
+    "object_storage: bucket owner not a name": (
+        "object_storage", {"object_storage_buckets": [{"name": "aistack-backups", "consumer": "Backup Team"}]},
+        r"object_storage_buckets: the consumer of aistack-backups must be lower-case letters"),
+    "object_storage: consumer listed twice": (
+        "object_storage", {"object_storage_buckets": [{"name": "aistack-backups", "consumer": "backup"}],
+                           "object_storage_consumers": [{"name": "analytics", "buckets": []}, {"name": "analytics", "buckets": []}]},
+        r"object_storage_consumers: analytics is listed more than once"),
+    "object_storage: consumer of an unknown bucket": (
+        "object_storage", {"object_storage_consumers": [{"name": "analytics", "buckets": ["nowhere"]}]},
+        r"object_storage_consumers names buckets no one creates: nowhere"),
+    "object_storage: consumer without a name": (
+        "object_storage", {"object_storage_consumers": [{"buckets": ["nowhere"]}]}, r"object_storage_consumers.*name"),
+    "object_storage: volume size limit zero": (
+        "object_storage", {"object_storage_volume_size_limit_mb": 0}, r"object_storage_volume_size_limit_mb \(0\) must be within 1-30000"),
+    "object_storage: metrics on the S3 port": (
+        "object_storage", {"object_storage_metrics_port": 8333}, r"object_storage_metrics_port \(8333\) must be 0 \(no metrics\) or a TCP port"),
+    "object_storage: host name with a space": (
+        "object_storage", {"object_storage_hostname": "s3 example.com"}, r"object_storage_hostname=s3 example.com must be a host name"),
+    "object_storage: allow-list entry not a range": (
+        "object_storage", {"object_storage_ip_allowlist": ["office"]}, r"object_storage_ip_allowlist holds what is not an address or CIDR range: office"),
+    "object_storage: admin secret key placeholder": (
+        "object_storage", {"object_storage_admin_secret_key": "change-me-please-now"}, r"object_storage_admin_secret_key is a placeholder"),
     "upgrade: keep nothing": ("upgrade", {"upgrade_keep": 0}, r"upgrade_keep must be 1 or more"),
     "upgrade: smoke check without a scheme": (
         "upgrade", {"upgrade_smoke_checks": [{"url": "n8n.example.com/webhook/health"}]},

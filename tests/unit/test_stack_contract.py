@@ -21,8 +21,9 @@ from ansible_collections.aistack.hosting.plugins.filter.aistack import traefik_r
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = ["docker", "firewall", "ssh_hardening", "unattended_upgrades", "nvidia_toolkit", "postgres", "redis", "traefik", "n8n",
-          "ollama", "comfyui", "fastapi_celery", "open_webui", "monitoring"]
-COMPOSE_ROLES = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "fastapi_celery", "open_webui", "monitoring"]
+          "ollama", "comfyui", "object_storage", "fastapi_celery", "open_webui", "monitoring"]
+COMPOSE_ROLES = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "object_storage", "fastapi_celery", "open_webui",
+                 "monitoring"]
 NETWORK = "aistack-contract-test"
 VARS = {
     "aistack_network": NETWORK,
@@ -40,6 +41,8 @@ VARS = {
     "monitoring_alertmanager_enabled": True,
     "monitoring_alertmanager_hostname": "alerts.contract.test",
     "monitoring_grafana_admin_user": "grafana-ops",
+    # The stack's own S3: the app is wired to it (its s3 network) by itself.
+    "object_storage_enabled": True,
     # The operator's own database, and the app's replaced by an inventory entry.
     "postgres_databases": [{"name": "app", "owner": "app", "extensions": [], "password": "from-vault"},
                            {"name": "analytics", "owner": "analytics"}],
@@ -136,7 +139,7 @@ def services(rendered: Path):
             yield role, name, service, project
 
 
-KEYS = ["aistack", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"]
+KEYS = ["aistack", "postgres", "redis", "ollama", "comfyui", "app", "monitoring", "s3"]
 # Which stack networks each service joins (docs/security.md, "Networks"); "default" is
 # the project's own network (outbound access). Everything routed is also on "aistack".
 N8N = {"default", "postgres", "redis", "ollama", "comfyui", "app", "monitoring"}
@@ -146,10 +149,11 @@ JOINS = {
     "aistack-n8n-worker-2": N8N | {"runner-worker-2"},
     "aistack-n8n-webhook-1": {"aistack", "default", "postgres", "redis"},
     "aistack-ollama": {"ollama", "default", "aistack"}, "aistack-comfyui": {"comfyui", "default", "aistack"},
-    "aistack-fastapi-web": {"app", "postgres", "redis", "default", "aistack"},
+    "aistack-fastapi-web": {"app", "postgres", "redis", "s3", "default", "aistack"},
+    "aistack-fastapi-worker-gpu": {"postgres", "redis", "s3", "ollama", "comfyui", "default"},
+    "aistack-fastapi-worker-render": {"postgres", "redis", "s3", "ollama", "comfyui", "default"},
+    "aistack-object-storage": {"s3", "monitoring"},
     "aistack-open-webui": {"aistack", "postgres", "ollama", "default"},
-    "aistack-fastapi-worker-gpu": {"postgres", "redis", "ollama", "comfyui", "default"},
-    "aistack-fastapi-worker-render": {"postgres", "redis", "ollama", "comfyui", "default"},
     "aistack-prometheus": {"monitoring", "aistack"}, "aistack-grafana": {"monitoring", "aistack"},
     "aistack-alertmanager": {"monitoring", "default", "aistack"}, "aistack-node-exporter": {"monitoring"},
     "aistack-postgres-exporter": {"monitoring", "postgres"}, "aistack-redis-exporter": {"monitoring", "redis"},

@@ -10,8 +10,11 @@ Runs twice: after converge (+ idempotence + check mode) and after side_effect
 first converge's every time.
 """
 
+import base64
+import hashlib
 import json
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from testlib import container_ip, stack_networks  # noqa: E402
 NETWORK = "aistack-split"
 BASE_DIR = "/srv/aistack-split"
 SECRETS_DIR = "/etc/aistack-split/secrets"
-SERVICES = ["postgres", "redis", "fastapi_celery"]
+SERVICES = ["postgres", "redis", "object_storage", "fastapi_celery"]
 FAKE = "http://127.0.0.1:18787"
 TOKEN = "molecule"
 PROJECT = "aistack-molecule"
@@ -32,6 +35,45 @@ ENCRYPTION_KEY = "molecule-n8n-encryption-key-0123456789"
 OWNER_EMAIL = "owner@split.aistack.test"
 OWNER_PASSWORD = "Molecule-Railway-Owner-1"
 DOMAIN = "n8n-production.up.railway.app"
+# The app's bucket in the object_storage role's S3 (fastapi_celery_object_storage_bucket's default).
+APP_BUCKET = "aistack-app"
+S3_CONTAINER = "aistack-object-storage"
+# Run on the host with python3: a SigV4-signed S3 request to the S3 container's address on the
+# s3 network, the keys read from the host's secret files (never passed on a command line or
+# printed). Prints the status, then the body. argv: address, access key file, secret key file,
+# method, path (URI-encoded), query[, sha256: print the body's SHA-256 instead of the body].
+S3_REQUEST = r"""
+import datetime, hashlib, hmac, sys, urllib.error, urllib.request
+address, key_file, secret_file, method, path, query = sys.argv[1:7]
+access, secret = (open(f).read().strip() for f in (key_file, secret_file))
+now = datetime.datetime.now(datetime.timezone.utc)
+amz, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+payload = hashlib.sha256(b"").hexdigest()
+host = address + ":8333"
+headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": amz}
+names = sorted(headers)
+canonical_query = "&".join(sorted(query.split("&"))) if query else ""
+canonical = "\n".join([method, path, canonical_query, "".join(f"{n}:{headers[n]}\n" for n in names), ";".join(names), payload])
+scope = f"{day}/us-east-1/s3/aws4_request"
+to_sign = "\n".join(["AWS4-HMAC-SHA256", amz, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+key = ("AWS4" + secret).encode()
+for part in (day, "us-east-1", "s3", "aws4_request"):
+    key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+headers["authorization"] = f"AWS4-HMAC-SHA256 Credential={access}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+headers.pop("host")
+url = f"http://{host}{path}" + (f"?{query}" if query else "")
+try:
+    with urllib.request.urlopen(urllib.request.Request(url, method=method, headers=headers), timeout=10) as answer:
+        status, body = answer.status, answer.read()
+except urllib.error.HTTPError as error:
+    status, body = error.code, error.read()
+sys.stdout.write(f"{status}\n")
+sys.stdout.flush()
+if sys.argv[7:] == ["sha256"]:
+    body = hashlib.sha256(body).hexdigest().encode()
+sys.stdout.buffer.write(body)
+"""
 # What one converge from nothing sends, in order; re-runs and --check runs add nothing.
 FIRST_RUN_MUTATIONS = [
     "projectCreate",
@@ -191,3 +233,102 @@ class TestHostSide:
             assert secret.is_file and secret.mode == 0o600, name
         assert not host.file("/etc/aistack/secrets").exists
 
+
+
+def s3_request(host, consumer: str, method: str, path: str, query: str = "", digest: bool = False) -> tuple[int, bytes]:
+    """A signed S3 request from the host to the S3 container with the keys kept for ``consumer``."""
+    address = json.loads(host.check_output(
+        f"docker inspect --format '{{{{json .NetworkSettings.Networks}}}}' {S3_CONTAINER}"))[f"{NETWORK}_s3"]["IPAddress"]
+    prefix = f"{SECRETS_DIR}/object_storage_admin" if consumer == "admin" else f"{SECRETS_DIR}/s3_{consumer}"
+    script = base64.b64encode(S3_REQUEST.encode()).decode()
+    out = host.check_output(f"echo {script} | base64 -d > /opt/s3_request.py && python3 /opt/s3_request.py {address} "
+                            f"{prefix}_access_key {prefix}_secret_key {method} '{path}' '{query}'" + (" sha256" if digest else ""))
+    status, _, body = out.partition("\n")
+    return int(status), body.encode()
+
+
+def app_call(host, method: str, path: str, payload: dict | None = None) -> dict:
+    """The app's API from the host, on the web container's address."""
+    ip = container_ip(host, "aistack-fastapi-web")
+    data = json.dumps(payload).encode() if payload is not None else None
+    script = (f"import urllib.request\nr = urllib.request.Request('http://{ip}:8000{path}', method='{method}', "
+              f"data={data!r}, headers={{'Content-Type': 'application/json'}})\n"
+              "print(urllib.request.urlopen(r, timeout=15).read().decode())\n")
+    encoded = base64.b64encode(script.encode()).decode()
+    return json.loads(host.check_output(f"echo {encoded} | base64 -d | python3 -"))
+
+
+def env_of(host, container: str) -> dict:
+    return dict(item.split("=", 1) for item in json.loads(
+        host.check_output(f"docker inspect --format '{{{{json .Config.Env}}}}' {container}")))
+
+
+class TestObjectStorage:
+    """The object_storage role against the kit's TEST DOUBLE of SeaweedFS (moto's S3 API behind the
+    official `weed` CLI): this proves the role's wiring -- project, network, buckets, identities,
+    the app's settings and a real upload with the app's own keys -- not SeaweedFS's storage engine
+    nor its enforcement of the identities' per-bucket actions (tests/images/README.md)."""
+
+    def test_healthy_on_the_s3_network_only_and_not_published(self, host):
+        status = host.check_output(f"docker inspect --format '{{{{.State.Health.Status}}}}' {S3_CONTAINER}")
+        assert status == "healthy", status
+        ports = json.loads(host.check_output(f"docker inspect --format '{{{{json .NetworkSettings.Ports}}}}' {S3_CONTAINER}"))
+        assert not [p for p, bound in (ports or {}).items() if bound], ports
+        bindings = json.loads(host.check_output(f"docker inspect --format '{{{{json .HostConfig.PortBindings}}}}' {S3_CONTAINER}"))
+        assert not bindings, bindings
+        assert stack_networks(host)[S3_CONTAINER] == [f"{NETWORK}_monitoring", f"{NETWORK}_s3"]
+        aliases = json.loads(host.check_output(
+            f"docker inspect --format '{{{{json .NetworkSettings.Networks}}}}' {S3_CONTAINER}"))[f"{NETWORK}_s3"]["Aliases"]
+        assert "s3" in aliases, aliases
+
+    def test_identities_file_holds_one_identity_per_consumer_with_its_buckets_only(self, host):
+        config = host.file(f"{BASE_DIR}/object_storage/s3.json")
+        assert config.mode == 0o600 and config.user == "root", (config.mode, config.user)
+        identities = {i["name"]: i for i in json.loads(config.content_string)["identities"]}
+        assert sorted(identities) == ["aistack_admin", "fastapi_celery"], sorted(identities)
+        assert identities["fastapi_celery"]["actions"] == [
+            f"Read:{APP_BUCKET}", f"Write:{APP_BUCKET}", f"List:{APP_BUCKET}", f"Tagging:{APP_BUCKET}"]
+        assert "Admin" in identities["aistack_admin"]["actions"]
+        for name, prefix in (("fastapi_celery", "s3_fastapi_celery"), ("aistack_admin", "object_storage_admin")):
+            credentials = identities[name]["credentials"]
+            stored = (host.file(f"{SECRETS_DIR}/{prefix}_access_key").content_string.strip(),
+                      host.file(f"{SECRETS_DIR}/{prefix}_secret_key").content_string.strip())
+            same = len(credentials) == 1 and (credentials[0]["accessKey"], credentials[0]["secretKey"]) == stored
+            assert same, f"{name}'s credentials are not the keys kept in {SECRETS_DIR}/{prefix}_*"  # hides the keys
+            for suffix in ("access_key", "secret_key"):
+                assert host.file(f"{SECRETS_DIR}/{prefix}_{suffix}").mode == 0o600
+
+    def test_the_app_bucket_exists(self, host):
+        status, body = s3_request(host, "admin", "GET", "/")
+        assert status == 200, body
+        assert f"<Name>{APP_BUCKET}</Name>".encode() in body, body
+
+    def test_the_app_has_the_endpoint_its_bucket_and_its_own_keys(self, host):
+        access = host.file(f"{SECRETS_DIR}/s3_fastapi_celery_access_key").content_string.strip()
+        secret = host.file(f"{SECRETS_DIR}/s3_fastapi_celery_secret_key").content_string.strip()
+        for container in ("aistack-fastapi-web", "aistack-fastapi-worker-render"):
+            env = env_of(host, container)
+            assert env.get("S3_ENDPOINT_URL") == "http://s3:8333" and env.get("AWS_ENDPOINT_URL") == "http://s3:8333", container
+            assert env.get("S3_BUCKET") == APP_BUCKET and env.get("S3_BUCKET_NAME") == APP_BUCKET, container
+            same = (env.get("S3_ACCESS_KEY_ID") == access == env.get("AWS_ACCESS_KEY_ID")
+                    and env.get("S3_SECRET_ACCESS_KEY") == secret == env.get("AWS_SECRET_ACCESS_KEY"))
+            assert same, f"{container}'s S3 keys are not s3_fastapi_celery_*"  # hides the keys
+            assert f"{NETWORK}_s3" in stack_networks(host)[container], container
+
+    def test_a_render_task_stores_its_output_in_the_app_bucket(self, host):
+        queued = app_call(host, "POST", "/api/render", {"prompt": "a blue sphere"})
+        deadline = time.monotonic() + 120
+        while True:
+            state = app_call(host, "GET", f"/api/tasks/{queued['task_id']}")
+            if state["state"] in ("SUCCESS", "FAILURE") or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert state["state"] == "SUCCESS", state
+        result = state["result"]
+        key = f"outputs/{result['file']}"
+        assert result.get("s3") == f"s3://{APP_BUCKET}/{key}", result
+        # Listed and read back with the app's own keys (the double refuses keys not in s3.json).
+        status, body = s3_request(host, "fastapi_celery", "GET", f"/{APP_BUCKET}", "list-type=2&prefix=outputs%2F")
+        assert status == 200 and f"<Key>{key}</Key>".encode() in body, body
+        status, body = s3_request(host, "fastapi_celery", "GET", f"/{APP_BUCKET}/{key}", digest=True)
+        assert status == 200 and body.decode() == result["sha256"], (status, body[:300], result)

@@ -32,7 +32,8 @@ from pathlib import Path
 STATE = Path("/var/lib/aistack/upgrade")
 HISTORY = Path("/var/lib/aistack/versions.json")
 # Start order after a rollback: what others depend on first.
-ORDER = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "fastapi_celery", "open_webui", "monitoring"]
+ORDER = ["postgres", "redis", "traefik", "n8n", "ollama", "comfyui", "object_storage", "fastapi_celery", "open_webui",
+         "monitoring"]
 SCHEMA_SQL = (
     "SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM ("
     " SELECT table_schema || '.' || table_name || '.' || column_name || ':' || data_type AS x"
