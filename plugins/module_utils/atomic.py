@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 
 def write_atomically(path: str, content: str, mode: int = 0o600, owner: tuple[int, int] | None = None,
-                     check: Callable[[str], None] | None = None) -> None:
+                     check: Callable[[str], None] | None = None, replace: bool = True) -> None:
     """Replace ``path`` with ``content`` (UTF-8 text) in one rename; the file ends with ``mode``.
 
     ``owner`` (uid, gid) is set on the candidate before the rename. ``check``
@@ -28,6 +28,9 @@ def write_atomically(path: str, content: str, mode: int = 0o600, owner: tuple[in
     owner, before the rename: raising (or exiting) there keeps the old file.
     Missing parent directories are created (with the default mode); a failed
     write leaves the old file in place and no temporary file behind.
+    ``replace=False`` creates the file only if it does not exist yet (a hard
+    link, atomic too) and raises FileExistsError otherwise: of two writers
+    racing to create it, exactly one wins and the other can read its content.
     """
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
@@ -42,7 +45,11 @@ def write_atomically(path: str, content: str, mode: int = 0o600, owner: tuple[in
         os.chmod(tmp, mode)
         if check is not None:
             check(tmp)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -150,9 +150,23 @@ def read_secret(path: str) -> str | None:
         return None
 
 
-def write_secret(path: str, value: str) -> None:
+def write_secret(path: str, value: str, replace: bool = True) -> None:
     """Write atomically with 0600 from the start: the value never sits world-readable."""
-    write_atomically(path, value + "\n", 0o600)
+    write_atomically(path, value + "\n", 0o600, replace=replace)
+
+
+def create_secret(path: str, value: str) -> str:
+    """Persist a generated value unless another run created the file first; return the value kept.
+
+    Several hosts may resolve the same secret on one secrets host at once
+    (aistack_secrets_host, multi_host): the first writer wins and every other
+    run takes its value, so they all end up with one key.
+    """
+    try:
+        write_secret(path, value, replace=False)
+        return value
+    except FileExistsError:
+        return read_secret(path) or value
 
 
 def resolve(name: str, spec: dict, persisted: str | None) -> tuple[str, str]:
@@ -240,9 +254,16 @@ def main() -> None:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         for name, value in to_write.items():
-            write_secret(os.path.join(directory, name), value)
+            path = os.path.join(directory, name)
+            if name in generated:
+                kept = create_secret(path, value)
+                if kept != value:
+                    values[name] = kept
+                    generated.remove(name)
+            else:
+                write_secret(path, value)
 
-    module.exit_json(changed=bool(to_write), secrets=values, generated=generated, updated=updated, refused=[])
+    module.exit_json(changed=bool(generated or updated), secrets=values, generated=generated, updated=updated, refused=[])
 
 
 if __name__ == "__main__":

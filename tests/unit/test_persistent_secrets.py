@@ -86,3 +86,24 @@ def test_guard_runs_only_when_a_value_would_be_generated(run, tmp_path):
 def test_guard_needs_argv_and_msg(run, tmp_path):
     result = run(tmp_path, {"key": {"guard": {"argv": []}}})
     assert result["failed"] and "guard needs argv" in result["msg"]
+
+
+def test_concurrent_generation_keeps_the_first_writers_value(run, tmp_path, monkeypatch):
+    """Two hosts resolving one secret on a shared secrets host (multi_host) end with one value."""
+    original = persistent_secrets.read_secret
+    calls = []
+
+    def read_then_lose_the_race(path):
+        value = original(path)
+        if not calls:
+            calls.append(path)
+            # Another run creates the file after this one found it missing.
+            (tmp_path / "n8n_encryption_key").write_text("the-other-runs-key-0123456789\n")
+        return value
+
+    monkeypatch.setattr(persistent_secrets, "read_secret", read_then_lose_the_race)
+    result = run(tmp_path, {"n8n_encryption_key": {"length": 48}})
+    assert result["secrets"]["n8n_encryption_key"] == "the-other-runs-key-0123456789"
+    assert result["generated"] == [] and not result["changed"]
+    assert (tmp_path / "n8n_encryption_key").read_text() == "the-other-runs-key-0123456789\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["n8n_encryption_key"]  # no temporary file left
