@@ -169,6 +169,10 @@ ALLOWED_VERIFY_SKIPS: dict[tuple[str, str], str] = {
     ("n8n", "runs after side_effect scaled and recreated n8n"): "first verify",
     ("nvidia_toolkit", "removed"): "second verify: the toolkit was uninstalled by the side effect",
     ("single_container", "runs after side_effect killed n8n"): "first verify",
+    ("multi_host", "runs after the side effect"): "first verify: no host added or killed yet",
+    ("multi_host", "worker1 was killed by the side effect"): "second verify: the worker-loss drill killed it",
+    ("multi_host", "worker2 has joined the layout (checked in TestScaleOut)"): "second verify: no outsider left",
+    ("multi_host", "after the side effect: TestWorkerLoss counts who served"): "second verify",
 }
 SKIP_LINE = re.compile(r"^SKIPPED \[(\d+)\] ([^:]+(?::\d+)?): (.*)$", re.M)
 SKIP_COUNT = re.compile(r"\b(\d+) skipped\b")

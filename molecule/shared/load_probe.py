@@ -4,8 +4,10 @@ CLIENTS threads send METHOD (POST) BODY to https://HOSTNAME/PATH through Traefik
 port on 127.0.0.1 (SNI and Host for the public name, as a client on the
 internet), one request at a time each, until STOPFILE exists or SECONDS have
 passed. Every request is one JSON line in OUTFILE: {"t0": start, "t1": end,
-"status": HTTP status or "error:<reason>"}. The fault drill (fault_drill.py)
-reads it to count what was answered before, during and after a fault.
+"status": HTTP status or "error:<reason>"}, plus "body" (its first 300
+characters) when LOAD_PROBE_BODY=1. The fault drills (fault_drill.py,
+multi_host's worker_loss.py) read it to count what was answered before,
+during and after a fault.
 
 usage: load_probe.py HOSTNAME PATH CLIENTS SECONDS OUTFILE STOPFILE [BODY [METHOD]]
        load_probe.py --send N HOSTNAME PATH   (N requests one after another; prints each status)
@@ -22,6 +24,11 @@ import time
 
 
 def post(hostname: str, path: str, body: bytes, method: str = "POST") -> str:
+    return request(hostname, path, body, method)[0]
+
+
+def request(hostname: str, path: str, body: bytes, method: str = "POST") -> tuple[str, str]:
+    """(HTTP status or "error:<reason>", the start of the answer)."""
     ctx = ssl._create_unverified_context()  # availability is measured here, not the certificate
     try:
         conn = http.client.HTTPSConnection(hostname, 443, context=ctx, timeout=60)
@@ -29,10 +36,10 @@ def post(hostname: str, path: str, body: bytes, method: str = "POST") -> str:
         conn.request(method, path, body=body if method == "POST" else None,
                      headers={"Host": hostname, "Content-Type": "application/json"})
         response = conn.getresponse()
-        response.read()
-        return str(response.status)
+        answer = response.read()
+        return str(response.status), answer[:300].decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as exc:
-        return "error:" + type(exc).__name__
+        return "error:" + type(exc).__name__, ""
 
 
 def main() -> None:
@@ -45,12 +52,16 @@ def main() -> None:
     method = sys.argv[8] if len(sys.argv) > 8 else "POST"
     deadline = time.time() + float(seconds)
     lock = threading.Lock()
+    keep_body = os.environ.get("LOAD_PROBE_BODY") == "1"
 
     def client() -> None:
         while time.time() < deadline and not os.path.exists(stopfile):
             t0 = time.time()
-            status = post(hostname, path, body, method)
-            line = json.dumps({"t0": t0, "t1": time.time(), "status": status}) + "\n"
+            status, answer = request(hostname, path, body, method)
+            record = {"t0": t0, "t1": time.time(), "status": status}
+            if keep_body:
+                record["body"] = answer
+            line = json.dumps(record) + "\n"
             with lock, open(outfile, "a", encoding="utf-8") as out:
                 out.write(line)
             if status.startswith("error:"):

@@ -327,3 +327,44 @@ def test_the_docker_role_pulls_exactly_the_images_the_stack_runs(rendered):
     wiring = json.loads((rendered / "wiring.json").read_text())
     run = {service["image"] for _, _, service, _ in services(rendered)}
     assert sorted(run) == wiring["images"]
+
+
+def test_a_worker_host_reaches_remote_services_under_their_names(tmp_path):
+    """multi_host worker host: no n8n main, no web; the data and GPU services are on other
+    hosts, so their internal networks are swapped for the outbound one plus extra_hosts."""
+    remote = {"postgres": "10.0.0.2", "redis": "10.0.0.2", "ollama": "10.0.0.4", "comfyui": "10.0.0.4"}
+    out = render(tmp_path, {"aistack_remote_services": remote, "n8n_main": False, "n8n_webhook_processors": 0,
+                            "fastapi_celery_web_enabled": False, "aistack_host_roles": ["docker", "n8n", "fastapi_celery"],
+                            })
+    n8n = yaml.safe_load((out / "n8n.yml").read_text())["services"]
+    assert set(n8n) == {"worker-1", "worker-1-runner", "worker-2", "worker-2-runner"}
+    for name in ("worker-1", "worker-2"):
+        assert set(n8n[name]["networks"]) == {"default", "app", "monitoring", f"runner-{name}"}, name
+        assert n8n[name]["extra_hosts"] == {"postgres": "10.0.0.2", "redis": "10.0.0.2", "ollama": "10.0.0.4",
+                                            "comfyui": "10.0.0.4"}
+        assert "depends_on" not in n8n[name]
+        assert n8n[name]["environment"]["N8N_RUNNERS_BROKER_LISTEN_ADDRESS"] == "n8n-task-broker"
+    assert "extra_hosts" not in n8n["worker-1-runner"]  # the runner still reaches nothing but its broker
+    app = yaml.safe_load((out / "fastapi_celery.yml").read_text())["services"]
+    assert "web" not in app and set(app) == {"worker-gpu", "worker-render"}
+    assert app["worker-render"]["extra_hosts"]["postgres"] == "10.0.0.2"
+    assert set(app["worker-render"]["networks"]) == {"s3", "default"}
+    wiring = json.loads((out / "wiring.json").read_text())
+    # The postgres role still creates every database the play's roles publish.
+    assert {"n8n", "app"} <= {db["name"] for db in wiring["databases"]}
+
+
+def test_a_data_host_publishes_its_services_on_the_private_address_only(tmp_path):
+    out = render(tmp_path, {"aistack_private_address": "10.0.0.2", "aistack_private_services": ["postgres", "redis"]})
+    postgres = yaml.safe_load((out / "postgres.yml").read_text())["services"]["postgres"]
+    redis = yaml.safe_load((out / "redis.yml").read_text())["services"]["redis"]
+    assert postgres["ports"] == ["10.0.0.2:5432:5432"] and set(postgres["networks"]) == {"postgres", "default"}
+    assert redis["ports"] == ["10.0.0.2:6379:6379"] and set(redis["networks"]) == {"redis", "default"}
+    ollama = yaml.safe_load((out / "ollama.yml").read_text())["services"]["ollama"]
+    assert "ports" not in ollama  # not in aistack_private_services: never published
+
+
+def test_one_host_layouts_publish_nothing_and_use_no_extra_hosts(rendered):
+    for role, name, service, _ in services(rendered):
+        assert "extra_hosts" not in service, (role, name)
+        assert "ports" not in service or role == "traefik", (role, name)

@@ -1,0 +1,139 @@
+"""Worker-host loss under load (multi_host): kill a whole worker host and count what happened.
+
+Run on the molecule controller (the test hosts are containers of its Docker
+daemon). load_probe.py, inside the edge host, sends a bounded load (CLIENTS
+clients, SECONDS seconds at most) to a Code-node workflow through Traefik;
+after --kill-after seconds the worker host is killed (`docker kill`: its
+systemd, Docker Engine, n8n worker and task runner die at once, as in a power
+loss). Every answer names the task runner that ran it, which names the host.
+
+Figures (printed as a table and written to --report as JSON):
+  - requests sent, answered 200, failed, before and after the kill, and in
+    flight at the kill;
+  - after the kill: which hosts served (never the dead one);
+  - executions of the workflow in n8n's database (on the data host) by final
+    status, and how many started in the window were lost (never finished).
+Rule (exit 1 when broken): every request STARTED after the kill is answered 200.
+
+usage: worker_loss.py --edge HOST --data HOST --victim HOST --hostname n8n.example --path /webhook/x
+                      [--clients 4] [--seconds 45] [--kill-after 12] --report FILE
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROBE = "/opt/aistack-tests/load_probe.py"
+
+
+def sh(host: str, command: str, timeout: int = 120) -> str:
+    return subprocess.run(["docker", "exec", host, "bash", "-c", command], check=True, capture_output=True,
+                          text=True, timeout=timeout).stdout
+
+
+def runner_hosts(hosts: list[str]) -> dict[str, str]:
+    """Task-runner container id (its host name, 12 characters) -> the test host it runs on."""
+    owners = {}
+    for host in hosts:
+        try:
+            ids = sh(host, "docker ps -q --filter label=org.aistack.n8n-process=runner", timeout=30).split()
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            continue
+        owners.update({container[:12]: host for container in ids})
+    return owners
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--edge", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--victim", required=True)
+    parser.add_argument("--workers", nargs="+", required=True, help="every worker host, the victim included")
+    parser.add_argument("--hostname", required=True)
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--workflow-id", required=True)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=45)
+    parser.add_argument("--kill-after", type=int, default=12)
+    parser.add_argument("--report", required=True)
+    args = parser.parse_args()
+
+    owners = runner_hosts(args.workers)
+    subprocess.run(["docker", "cp", str(HERE.parent / "shared" / "load_probe.py"), f"{args.edge}:{PROBE}"], check=True)
+    out, stop = "/tmp/worker-loss.jsonl", "/tmp/worker-loss.stop"
+    sh(args.edge, f"rm -f {out} {stop}")
+    started = time.time()
+    sh(args.edge, f"LOAD_PROBE_BODY=1 nohup python3 {PROBE} {args.hostname} {args.path} {args.clients} {args.seconds} "
+                  f"{out} {stop} '{{\"seq\": 1}}' >/dev/null 2>&1 &")
+    time.sleep(args.kill_after)
+    killed = time.time()
+    subprocess.run(["docker", "kill", args.victim], check=True, capture_output=True)
+    # The probe stops by itself after --seconds; wait for its last answers (60 s timeout each).
+    deadline = started + args.seconds + 75
+    while time.time() < deadline:
+        if "load_probe" not in sh(args.edge, "ps -eo args"):
+            break
+        time.sleep(2)
+    rows = [json.loads(line) for line in sh(args.edge, f"cat {out}").splitlines() if line.strip()]
+
+    def served_by(row: dict) -> str:
+        try:
+            return owners.get(json.loads(row.get("body") or "{}").get("runner", ""), "?")
+        except ValueError:
+            return "?"
+
+    before = [r for r in rows if r["t1"] < killed]
+    in_flight = [r for r in rows if r["t0"] < killed <= r["t1"]]
+    after = [r for r in rows if r["t0"] >= killed]
+    # Let stalled jobs be picked up again (BullMQ's stalled-job check) before counting executions.
+    time.sleep(40)
+    query = ("SELECT status, count(*) FROM execution_entity WHERE \"workflowId\" = '{wf}' "
+             "AND \"createdAt\" >= to_timestamp({t0}) GROUP BY status ORDER BY status").format(wf=args.workflow_id,
+                                                                                              t0=int(started))
+    statuses = dict(line.split("|") for line in sh(
+        args.data, f"docker exec aistack-postgres psql -qtA -U postgres -d n8n -c {json.dumps(query)}").split())
+    report = {
+        "clients": args.clients, "seconds": args.seconds, "kill_after": args.kill_after, "victim": args.victim,
+        "sent": len(rows),
+        "before": {"sent": len(before), "ok": sum(r["status"] == "200" for r in before),
+                   "hosts": dict(Counter(served_by(r) for r in before if r["status"] == "200"))},
+        "in_flight_at_kill": {"sent": len(in_flight), "ok": sum(r["status"] == "200" for r in in_flight),
+                              "statuses": dict(Counter(r["status"] for r in in_flight))},
+        "after": {"sent": len(after), "ok": sum(r["status"] == "200" for r in after),
+                  "failed": sum(r["status"] != "200" for r in after),
+                  "statuses": dict(Counter(r["status"] for r in after)),
+                  "hosts": dict(Counter(served_by(r) for r in after if r["status"] == "200")),
+                  "p50_s": sorted(r["t1"] - r["t0"] for r in after)[len(after) // 2] if after else None},
+        "executions_by_status": {k: int(v) for k, v in statuses.items()},
+        "executions_lost": sum(int(v) for k, v in statuses.items() if k not in ("success", "error")),
+    }
+    Path(args.report).write_text(json.dumps(report, indent=2))
+    print(f"worker host {args.victim} killed after {args.kill_after} s of {args.clients} clients "
+          f"({len(rows)} requests in all)")
+    print(f"{'':24}{'sent':>6}{'200':>6}  served by")
+    print(f"{'before the kill':24}{len(before):>6}{report['before']['ok']:>6}  {report['before']['hosts']}")
+    print(f"{'in flight at the kill':24}{len(in_flight):>6}{report['in_flight_at_kill']['ok']:>6}  "
+          f"{report['in_flight_at_kill']['statuses']}")
+    print(f"{'started after the kill':24}{len(after):>6}{report['after']['ok']:>6}  {report['after']['hosts']}")
+    print(f"executions by status: {report['executions_by_status']}; lost (never finished): {report['executions_lost']}")
+    problems = []
+    if not after:
+        problems.append("no request started after the kill: the run proves nothing")
+    if report["after"]["failed"]:
+        problems.append(f"{report['after']['failed']} request(s) started after the kill failed: {report['after']['statuses']}")
+    if args.victim in report["after"]["hosts"]:
+        problems.append("the killed host answered after the kill")
+    if not before or args.victim not in report["before"]["hosts"]:
+        problems.append(f"the victim served nothing before the kill ({report['before']['hosts']}): it was no worker")
+    if problems:
+        print("FAILED: " + "; ".join(problems))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
