@@ -1,7 +1,7 @@
 # Entry points. A fresh Debian 12 machine needs only `make demo` or `make test`.
 PY := .venv/bin/python
 
-.PHONY: help setup kit kit-test demo demo-clean bench bench-n8n bench-backup test lint unit sanity molecule clean
+.PHONY: help setup kit kit-test demo demo-clean bench bench-n8n bench-backup bench-multi-host test lint unit sanity molecule clean
 
 help:
 	@echo "make demo       set up, start a disposable systemd host container, run site.yml -i inventories/demo against it"
@@ -10,6 +10,7 @@ help:
 	@echo "make bench      after make demo: time no-op/--tags/--check runs and n8n webhook throughput on the demo host"
 	@echo "make bench-n8n  after make demo: n8n webhook throughput before the tuning, with each n8n_profile and in regular mode"
 	@echo "make bench-backup  after make demo: backup size and time, drill time, wipe the stack and time its restore (RTO)"
+	@echo "make bench-multi-host  converges molecule's multi_host hosts, then webhook throughput with one vs two worker hosts"
 	@echo "make demo-clean remove the demo host; make clean also removes the image kit"
 
 setup:
@@ -36,6 +37,10 @@ bench-n8n: setup
 
 bench-backup: setup
 	@$(PY) benchmarks/backup.py
+
+bench-multi-host: setup
+	@.venv/bin/molecule converge -s multi_host
+	@$(PY) benchmarks/multi_host.py
 
 test: kit-test
 	@$(PY) tests/run.py

@@ -101,6 +101,15 @@ CASES = {
     "n8n: runner tag differs from n8n": ("n8n", {"n8n_runners_image": "n8nio/runners:2.40.0"}, r"must both be tagged\s+n8n_version=2.41.1"),
     "n8n: editor allow-list entry not a range": (
         "n8n", {"n8n_editor_ip_allowlist": ["10.0.0.0/8", "office"]}, r"n8n_editor_ip_allowlist: office\s+are not IP addresses or CIDR"),
+    "n8n: worker host in regular mode": (
+        "n8n", {"n8n_main": False, "n8n_mode": "regular", "n8n_webhook_processors": 0},
+        r"n8n_main is false \(a worker host.*n8n_mode must be 'queue' with n8n_workers >= 1",
+    ),
+    "n8n: worker host without workers": ("n8n", {"n8n_main": False, "n8n_workers": 0}, r"n8n_main is false.*n8n_workers=0"),
+    "n8n: worker host with webhook processors": (
+        "n8n", {"n8n_main": False, "n8n_webhook_processors": 1}, r"n8n_main is false.*n8n_webhook_processors=1",
+    ),
+    "n8n: n8n_main not a bool": ("n8n", {"n8n_main": "edge"}, r"n8n_main.*bool"),
     "n8n: runners outbound not a bool": ("n8n", {"n8n_runners_outbound": "sometimes"}, r"n8n_runners_outbound.*bool"),
     "n8n: editor allow-list not a list": ("n8n", {"n8n_editor_ip_allowlist": {"office": "10.0.0.0/8"}}, r"n8n_editor_ip_allowlist.*list"),
     "n8n: owner from the environment on an n8n before 2.17": (
@@ -254,6 +263,14 @@ CASES = {
         "fastapi_celery", {"postgres_enabled": True},
         r"Celery broker is Redis.*add the redis role\s+before fastapi_celery",
     ),
+    "fastapi_celery: neither web nor workers": (
+        "fastapi_celery", {"fastapi_celery_web_enabled": False, "fastapi_celery_workers": []},
+        r"fastapi_celery_web_enabled is false and fastapi_celery_workers is empty",
+    ),
+    "common: private service unknown": (
+        "fastapi_celery", {"aistack_private_services": ["mysql"]}, r"aistack_private_services.*(one of|choices)",
+    ),
+    "common: remote services not a dict": ("fastapi_celery", {"aistack_remote_services": ["postgres"]}, r"aistack_remote_services.*dict"),
     "fastapi_celery: two build sources": (
         "fastapi_celery", {"fastapi_celery_build_path": "/srv/app", "fastapi_celery_build_git_repo": "https://git.example.com/app.git"},
         r"at most one build source.*Clear the other one",
@@ -349,6 +366,18 @@ CASES = {
     "firewall: interface name too long": (
         "firewall", {"firewall_trusted_interfaces": ["a-very-long-interface-name"]}, r"firewall_trusted_interfaces takes interface names",
     ),
+    "firewall: port source not an address": (
+        "firewall", {"firewall_allowed_tcp_sources": [{"port": 5432, "sources": ["10.0.0.3", "data-host"]}]},
+        r"firewall_allowed_tcp_sources.*fix: data-host",
+    ),
+    "firewall: port source rule without sources": (
+        "firewall", {"firewall_allowed_tcp_sources": [{"port": 5432}]}, r"firewall_allowed_tcp_sources.*sources",
+    ),
+    "firewall: layout source rule port out of range": (
+        "firewall", {"firewall_layout_tcp_sources": [{"port": 70000, "sources": ["10.0.0.3"]}]},
+        r"firewall_layout_tcp_sources.*fix: .*70000",
+    ),
+    "firewall: layout UDP port out of range": ("firewall", {"firewall_layout_udp_ports": [0]}, r"out of range: 0.*firewall_layout_udp_ports"),
     "ssh_hardening: root login yes": ("ssh_hardening", {"ssh_hardening_permit_root_login": "yes"}, r"ssh_hardening_permit_root_login.*one of"),
     "ssh_hardening: max auth tries 0": ("ssh_hardening", {"ssh_hardening_max_auth_tries": 0}, r"ssh_hardening_max_auth_tries \(0\) must be 1 or more"),
     "ssh_hardening: option keyword with a space": (

@@ -87,7 +87,7 @@ class TestPlacement:
         "worker1": ({"aistack-n8n-worker-1", "aistack-n8n-worker-1-runner", "aistack-fastapi-worker-cpu",
                      "aistack-node-exporter"},
                     {"aistack-n8n", "aistack-postgres", "aistack-traefik", "aistack-fastapi-web", "aistack-ollama"}),
-        "gpu": ({"aistack-ollama", "aistack-comfyui", "aistack-fastapi-worker-gpu", "aistack-fastapi-worker-cpu",
+        "gpu": ({"aistack-ollama", "aistack-fastapi-worker-gpu", "aistack-fastapi-worker-cpu",
                  "aistack-n8n-worker-1", "aistack-node-exporter"},
                 {"aistack-n8n", "aistack-postgres", "aistack-traefik", "aistack-fastapi-web"}),
     }
