@@ -256,6 +256,37 @@ CASES = {
         r"type.*(one of|email)",
     ),
     "monitoring: grafana setting not GF_": ("monitoring", {"monitoring_grafana_env_extra": {"SMTP_HOST": "smtp"}}, r"monitoring_grafana_env_extra keys must be.*SMTP_HOST"),
+    # Several hosts: the server's remote hosts, and the agent-only mode.
+    "monitoring: remote host without an address": (
+        "monitoring", {"monitoring_remote_hosts": [{"name": "worker-1"}]}, r"missing required arguments: address found in monitoring_remote_hosts"),
+    "monitoring: remote host with an unknown key": (
+        "monitoring", {"monitoring_remote_hosts": [{"name": "worker-1", "address": "10.0.0.3", "port": 9100}]},
+        r"monitoring_remote_hosts\.port\. Supported parameters include: address, name"),
+    "monitoring: remote host named twice": (
+        "monitoring", {"monitoring_remote_hosts": [{"name": "worker-1", "address": "10.0.0.3"}, {"name": "worker-1", "address": "10.0.0.4"}]},
+        r"monitoring_remote_hosts: name worker-1 is listed more than once \(names must be unique\)"),
+    "monitoring: remote address listed twice": (
+        "monitoring", {"monitoring_remote_hosts": [{"name": "worker-1", "address": "10.0.0.3"}, {"name": "worker-2", "address": "10.0.0.3"}]},
+        r"monitoring_remote_hosts: address 10.0.0.3 is listed more than once"),
+    "monitoring: remote address with a port": (
+        "monitoring", {"monitoring_remote_hosts": [{"name": "worker-1", "address": "10.0.0.3:9100"}]},
+        r"monitoring_remote_hosts: address 10.0.0.3:9100 must be an IP address \(that host's aistack_private_address\), without port"),
+    "monitoring: remote address a range": (
+        "monitoring", {"monitoring_remote_hosts": [{"name": "worker-1", "address": "10.0.0.0/24"}]},
+        r"monitoring_remote_hosts: address 10.0.0.0/24 must be an IP address"),
+    "monitoring: remote host name with a space": (
+        "monitoring", {"monitoring_remote_hosts": [{"name": "worker 1", "address": "10.0.0.3"}]},
+        r"monitoring_remote_hosts: name worker 1 must be a host name"),
+    "monitoring: remote host is this host": (
+        "monitoring", {"monitoring_remote_hosts": [{"name": "localhost", "address": "10.0.0.3"}]},
+        r"monitoring_remote_hosts: name localhost is this host \(its own targets are labelled host=localhost already\)"),
+    "monitoring: remote hosts on an agent": (
+        "monitoring", {"monitoring_server": False, "monitoring_remote_hosts": [{"name": "worker-1", "address": "10.0.0.3"}]},
+        r"monitoring_remote_hosts is set but monitoring_server is false: only the monitoring server scrapes"),
+    "monitoring: agent with no agent": (
+        "monitoring", {"monitoring_server": False, "monitoring_node_exporter_enabled": False, "monitoring_cadvisor_enabled": False},
+        r"monitoring_server is false \(agents only\) but monitoring_node_exporter_enabled and monitoring_cadvisor_enabled are\s+both false"),
+    "monitoring: server not a bool": ("monitoring", {"monitoring_server": "sometimes"}, r"monitoring_server.*bool"),
     "fastapi_celery: no postgres for its database": (
         "fastapi_celery", {}, r"The app's database app \(owner app\) is created by\s+aistack.hosting.postgres.*before fastapi_celery",
     ),
@@ -583,6 +614,14 @@ GOOD_INPUT = {
                    "open_webui_ollama_urls": ["http://gpu-1.internal:11434", "https://ollama.example.com"],
                    "open_webui_oidc_enabled": True, "open_webui_oidc_client_id": "chat", "open_webui_oidc_client_secret": "s3cr3t-from-vault",
                    "open_webui_oidc_provider_url": "https://sso.example.com/realms/staff/.well-known/openid-configuration"},
+    "monitoring": {"monitoring_remote_hosts": [{"name": "worker-1", "address": "10.0.0.3"}, {"name": "gpu-1.internal", "address": "fd00::4"},
+                                               {"name": "data_1", "address": "10.0.0.5"}]},
+}
+# The checks each role's good input must pass (not skip).
+GOOD_CHECKS = {
+    "open_webui": ["Check the Open WebUI settings"],
+    "monitoring": ["Check monitoring_remote_hosts name each other host once, by name and private address",
+                   "Check only the monitoring server has monitoring_remote_hosts"],
 }
 
 
@@ -597,4 +636,5 @@ def test_good_input_passes_preflight(playbook, role):
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
-    assert re.search(r"TASK \[aistack.hosting.open_webui : Check the Open WebUI settings\] \**\n(.*\n)?ok: \[localhost\]", output), output
+    for check in GOOD_CHECKS[role]:
+        assert re.search(rf"TASK \[aistack.hosting.{role} : {re.escape(check)}\] \**\n(.*\n)?ok: \[localhost\]", output), output

@@ -87,9 +87,18 @@ PLAYBOOK = """
                         'databases': __postgres_databases,
                         'scrape_configs': __monitoring_scrape_configs,
                         'urls': {{}} | combine(*(__aistack_published | map(attribute='urls', default={{}}))),
-                        'n8n_dir': __n8n_dir, 'images': __docker_stack_images}} | to_json }}}}"
+                        'n8n_dir': __n8n_dir, 'images': __docker_stack_images,
+                        'monitoring_postgres_login': __monitoring_postgres_login,
+                        'monitoring_secrets': __monitoring_secret_specs | list | sort}} | to_json }}}}"
         dest: "{out}/wiring.json"
         mode: "0644"
+    - name: Render the monitoring server's Prometheus configuration
+      tags: [render]
+      ansible.builtin.template:
+        src: "{root}/roles/monitoring/templates/prometheus.yml.j2"
+        dest: "{out}/prometheus.yml"
+        mode: "0644"
+      when: monitoring_server
 """
 
 
@@ -368,3 +377,96 @@ def test_one_host_layouts_publish_nothing_and_use_no_extra_hosts(rendered):
     for role, name, service, _ in services(rendered):
         assert "extra_hosts" not in service, (role, name)
         assert "ports" not in service or role == "traefik", (role, name)
+
+
+# --------------------------------------------------------------------------
+# Monitoring across hosts (roles/monitoring, "Several hosts")
+# --------------------------------------------------------------------------
+REMOTE_HOSTS = [{"name": "worker-1", "address": "10.0.0.3"}, {"name": "gpu-1", "address": "fd00::4"}]
+# A server host whose Postgres and Redis run on the data host.
+SERVER = {"monitoring_remote_hosts": REMOTE_HOSTS, "aistack_remote_services": {"postgres": "10.0.0.2", "redis": "10.0.0.2"},
+          "aistack_host_roles": ["traefik", "n8n", "fastapi_celery", "monitoring"]}
+# The data host: Postgres here, published to the others, and the agents on the private address.
+AGENT = {"monitoring_server": False, "aistack_private_address": "10.0.0.2", "aistack_private_services": ["postgres", "monitoring"],
+         "aistack_host_roles": ["postgres", "monitoring"]}
+
+
+def agent_targets(host: str, port: int) -> list[dict]:
+    return [{"targets": [f"{target}:{port}"], "labels": {"host": name}}
+            for target, name in [(host, "localhost"), ("10.0.0.3", "worker-1"), ("[fd00::4]", "gpu-1")]]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Path:
+    return render(tmp_path_factory.mktemp("server"), SERVER)
+
+
+def test_a_single_host_labels_its_agents_with_its_name(rendered):
+    """Every node and cAdvisor series carries host=<inventory_hostname> (the dashboards' host variable)."""
+    jobs = {job["job_name"]: job for job in yaml.safe_load((rendered / "prometheus.yml").read_text())["scrape_configs"]}
+    assert jobs["node"]["static_configs"] == [{"targets": ["node-exporter:9100"], "labels": {"host": "localhost"}}]
+    assert jobs["cadvisor"]["static_configs"] == [{"targets": ["cadvisor:8080"], "labels": {"host": "localhost"}}]
+    assert json.loads((rendered / "wiring.json").read_text())["monitoring_postgres_login"] is True
+
+
+def test_the_server_scrapes_every_remote_hosts_agents_under_the_same_jobs(rendered, server):
+    single = yaml.safe_load((rendered / "prometheus.yml").read_text())["scrape_configs"]
+    jobs = {job["job_name"]: job for job in yaml.safe_load((server / "prometheus.yml").read_text())["scrape_configs"]}
+    # Alerts and dashboards name the jobs: the remote hosts add targets, not jobs.
+    assert {"prometheus", "grafana", "alertmanager", "node", "cadvisor", "postgres", "redis", "celery"} <= set(jobs)
+    assert set(jobs) <= {job["job_name"] for job in single}
+    assert jobs["node"]["static_configs"] == agent_targets("node-exporter", 9100)
+    assert jobs["cadvisor"]["static_configs"] == agent_targets("cadvisor", 8080)
+    # The exporters of the remote data services are still scraped here, by name.
+    assert jobs["postgres"]["static_configs"] == [{"targets": ["postgres-exporter:9187"]}]
+
+
+def test_the_server_reaches_remote_agents_and_data_services_through_its_outbound_network(server):
+    services = yaml.safe_load((server / "monitoring.yml").read_text())["services"]
+    assert set(services["prometheus"]["networks"]) == {"monitoring", "aistack", "default"}
+    # Postgres and Redis are on the data host: no internal network of theirs, their usual name at its address.
+    for name, key in {"postgres-exporter": "postgres", "redis-exporter": "redis", "flower": "redis"}.items():
+        assert set(services[name]["networks"]) == {"monitoring", "default"}, name
+        assert services[name]["extra_hosts"] == {key: "10.0.0.2"}, name
+    assert services["postgres-exporter"]["environment"]["DATA_SOURCE_URI"].startswith("postgres:5432/")
+    assert services["redis-exporter"]["environment"]["REDIS_ADDR"] == "redis://redis:6379"
+    # Nothing of the server is published beyond the host (no private address here).
+    assert not [name for name, service in services.items() if "ports" in service]
+    wiring = json.loads((server / "wiring.json").read_text())
+    # The login is created where Postgres runs (the data host's monitoring role), not here.
+    assert wiring["monitoring_postgres_login"] is False
+    assert "postgres_user_aistack_monitoring" in wiring["monitoring_secrets"]
+
+
+def test_the_exporters_follow_the_data_services_of_the_play(tmp_path):
+    out = render(tmp_path, {**SERVER, "postgres_enabled": False, "redis_enabled": False, "fastapi_celery_enabled": False})
+    services = yaml.safe_load((out / "monitoring.yml").read_text())["services"]
+    assert not {"postgres-exporter", "redis-exporter", "flower"} & set(services)
+    jobs = {job["job_name"] for job in yaml.safe_load((out / "prometheus.yml").read_text())["scrape_configs"]}
+    assert not {"postgres", "redis", "celery"} & jobs
+
+
+def test_an_agent_host_runs_and_publishes_its_agents_only(tmp_path):
+    """monitoring_server: false -- node-exporter (with the watcher's series) and cAdvisor on the
+    private address, no Prometheus, Grafana, Alertmanager or exporters, and no secrets needed."""
+    out = render(tmp_path, AGENT, drop=("__monitoring_secrets",))
+    project = yaml.safe_load((out / "monitoring.yml").read_text())
+    services = project["services"]
+    assert sorted(services) == ["cadvisor", "node-exporter"]
+    assert "volumes" not in project
+    node = services["node-exporter"]
+    assert "--collector.textfile.directory=/host/root/var/lib/aistack/metrics" in node["command"]
+    assert node["ports"] == ["10.0.0.2:9100:9100"] and set(node["networks"]) == {"monitoring", "default"}
+    assert services["cadvisor"]["ports"] == ["10.0.0.2:8080:8080"] and set(services["cadvisor"]["networks"]) == {"monitoring", "default"}
+    assert not [key for service in services.values() for key in service if key.startswith("x-traefik")]
+    assert not (out / "prometheus.yml").exists()
+    wiring = json.loads((out / "wiring.json").read_text())
+    # Postgres runs here: the exporter's login is created here, its password the only secret read.
+    assert wiring["monitoring_postgres_login"] is True
+    assert wiring["monitoring_secrets"] == ["postgres_user_aistack_monitoring"]
+    # What the docker role pulls here: the host's roles' images, the agents' only of monitoring's.
+    defaults = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())
+    monitoring_images = {defaults["monitoring_node_exporter_image"], defaults["monitoring_cadvisor_image"]}
+    assert {image for image in wiring["images"] if "postgres" not in image and "pgvector" not in image} == monitoring_images
+    assert {service["image"] for service in services.values()} == monitoring_images
+    assert "grafana" not in wiring["urls"] and "prometheus" not in wiring["urls"]
