@@ -88,13 +88,20 @@ def assert_mesh(hosts: dict, interface: str = "wg0", timeout: float = 60) -> dic
         expected = {keys[other]: [f"{addresses[other]}/32"] for other in hosts if other != name}
         assert state["peers"] == expected, f"{name}: peers {state['peers']}, expected every other member {expected}"
 
+    # A peer that restarted its tunnel is reached again only once the other side
+    # gives up its old session and shakes hands anew (WireGuard: ~15 s): retry.
+    deadline = time.monotonic() + timeout
     for name, host in hosts.items():
-        others = [addresses[other] for other in hosts if other != name]
-        answers = reach(host, others)
-        failed = {a: r for a, r in answers.items() if r not in ("ping ok", "connected", "refused")}
+        pending = [addresses[other] for other in hosts if other != name]
+        while True:
+            answers = reach(host, pending)
+            failed = {a: r for a, r in answers.items() if r not in ("ping ok", "connected", "refused")}
+            if not failed or time.monotonic() > deadline:
+                break
+            pending = list(failed)
+            time.sleep(2)
         assert not failed, f"{name} cannot reach across the mesh: {failed}"
 
-    deadline = time.monotonic() + timeout
     while True:
         missing = {name: [other for other in hosts if other != name and not handshakes(host, interface).get(keys[other])]
                    for name, host in hosts.items()}
