@@ -42,6 +42,9 @@ WHATSAPP_OK = {"redis_enabled": True, "postgres_enabled": True, "n8n_hostname": 
 # What open_webui needs before its other checks (its play's postgres and ollama roles).
 OPEN_WEBUI_OK = {"open_webui_enabled": True, "open_webui_hostname": "chat.example.com", "open_webui_admin_email": "admin@example.com",
                  "postgres_enabled": True, "ollama_enabled": True}
+# What the wireguard role needs before its later checks (localhost is in the group all).
+WIREGUARD_OK = {"wireguard_enabled": True, "wireguard_address": "10.77.0.1", "wireguard_peers_group": "all",
+                "wireguard_endpoint": "wg-1.example.com"}
 CASES = {
     "docker: unknown install source": ("docker", {"docker_install_source": "snap"}, r"docker_install_source.*(one of|official)"),
     "docker: daemon options not a dict": ("docker", {"docker_daemon_options": "log-driver=journald"}, r"docker_daemon_options.*dict"),
@@ -566,6 +569,27 @@ CASES = {
     "open_webui: wait shorter than the start period": (
         "open_webui", {**OPEN_WEBUI_OK, "open_webui_start_period": "10m"}, r"open_webui_wait_timeout=300 seconds at least that long",
     ),
+    # wireguard: every rule of its preflight names the variable (localhost is in group all, not in multi_hosts).
+    "wireguard: enabled without an address": ("wireguard", {"wireguard_enabled": True}, r"wireguard_address is empty: give each host of\s+wireguard_peers_group"),
+    "wireguard: address outside the network": (
+        "wireguard", {**WIREGUARD_OK, "wireguard_address": "10.78.0.1"},
+        r"wireguard_address=10.78.0.1 is not a host address inside wireguard_network=10.77.0.0/24"),
+    "wireguard: the network's own address": (
+        "wireguard", {**WIREGUARD_OK, "wireguard_address": "10.77.0.0"}, r"wireguard_address=10.77.0.0 is not a host address inside"),
+    "wireguard: network with host bits": (
+        "wireguard", {**WIREGUARD_OK, "wireguard_network": "10.77.0.5/24"}, r"wireguard_network=10.77.0.5/24 must be an IPv4 network"),
+    "wireguard: port out of range": ("wireguard", {**WIREGUARD_OK, "wireguard_port": 70000}, r"wireguard_port \(70000\) must be a UDP port 1-65535"),
+    "wireguard: negative keepalive": (
+        "wireguard", {**WIREGUARD_OK, "wireguard_persistent_keepalive": -1}, r"wireguard_persistent_keepalive\s+\(-1\) 0 \(none\)"),
+    "wireguard: interface name too long": (
+        "wireguard", {**WIREGUARD_OK, "wireguard_interface": "wireguard-mesh-0"}, r"wireguard_interface=wireguard-mesh-0 must be 1-15 characters"),
+    "wireguard: unknown implementation": ("wireguard", {"wireguard_implementation": "boringtun"}, r"wireguard_implementation.*(one of|auto, kernel, userspace)"),
+    "wireguard: host outside the peers group": (
+        "wireguard", {**WIREGUARD_OK, "wireguard_peers_group": "multi_hosts"},
+        r"localhost is not in the inventory group wireguard_peers_group=multi_hosts\s+\(which does not exist\)"),
+    "wireguard: endpoint with a port": (
+        "wireguard", {**WIREGUARD_OK, "wireguard_endpoint": "203.0.113.7:51820"},
+        r"wireguard_endpoint=203.0.113.7:51820 is not an IP address or DNS name.*\(no port: that is wireguard_port\)"),
 }
 SECRET_NAME = re.compile(r"(password|token|secret|encryption_key)$")  # not e.g. nvidia_toolkit_repo_key (a key URL)
 
@@ -610,6 +634,8 @@ def test_bad_input_fails_early_and_names_the_variable(playbook, role, extra_vars
 # case above fails for its own reason (a check that refuses everything would pass
 # them all). Only the preflight runs: `--tags uninstall` with the role enabled.
 GOOD_INPUT = {
+    "wireguard": {**WIREGUARD_OK, "wireguard_network": "10.77.0.0/16", "wireguard_address": "10.77.3.254", "wireguard_interface": "mesh0",
+                  "wireguard_port": 51821, "wireguard_persistent_keepalive": 25, "wireguard_mtu": 1380, "wireguard_endpoint": "2001:db8::7"},
     "open_webui": {**OPEN_WEBUI_OK, "open_webui_admin_email": "ops.team@aistack.example",
                    "open_webui_ollama_urls": ["http://gpu-1.internal:11434", "https://ollama.example.com"],
                    "open_webui_oidc_enabled": True, "open_webui_oidc_client_id": "chat", "open_webui_oidc_client_secret": "s3cr3t-from-vault",
@@ -620,6 +646,7 @@ GOOD_INPUT = {
 # The checks each role's good input must pass (not skip).
 GOOD_CHECKS = {
     "open_webui": ["Check the Open WebUI settings"],
+    "wireguard": ["Check wireguard_endpoint is an address the other members can send to"],
     "monitoring": ["Check monitoring_remote_hosts name each other host once, by name and private address",
                    "Check only the monitoring server has monitoring_remote_hosts"],
 }
@@ -638,3 +665,34 @@ def test_good_input_passes_preflight(playbook, role):
     assert proc.returncode == 0, output
     for check in GOOD_CHECKS[role]:
         assert re.search(rf"TASK \[aistack.hosting.{role} : {re.escape(check)}\] \**\n(.*\n)?ok: \[localhost\]", output), output
+
+
+# wireguard's mesh-wide rule needs several hosts: two local ones sharing an address.
+WIREGUARD_TWO_HOSTS = """
+mesh:
+  hosts:
+    mesh-a: {wireguard_address: 10.77.0.1}
+    mesh-b: {wireguard_address: 10.77.0.1}
+    mesh-c: {wireguard_address: 10.77.0.3}
+  vars: {ansible_connection: local, wireguard_enabled: true, wireguard_peers_group: mesh, wireguard_endpoint: 192.0.2.1}
+"""
+
+
+def test_wireguard_shared_address_names_the_hosts(tmp_path):
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(WIREGUARD_TWO_HOSTS)
+    (tmp_path / "play.yml").write_text(PLAYBOOK.replace("hosts: localhost", "hosts: mesh"))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+           "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i", str(inventory), str(tmp_path / "play.yml"),
+         "-e", json.dumps({"role_under_test": "wireguard", "ansible_python_interpreter": sys.executable})],
+        cwd=ROOT, env=env, text=True, capture_output=True, timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert re.search(r"wireguard_address 10.77.0.1 is used by more than one host:\s+mesh-a, mesh-b\.", output), output
+    assert "10.77.0.3 is used" not in output, output
+    for host in ("mesh-a", "mesh-b", "mesh-c"):
+        assert re.search(host + r"\s*:\s*ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", output), output
+    assert re.findall(r"TASK \[([^\]]+)\]", output)[-1].endswith("Check the mesh addresses are set and unique within wireguard_peers_group")
