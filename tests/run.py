@@ -31,10 +31,10 @@ CACHE = ROOT / ".cache"
 INSTALLED_COLLECTIONS = CACHE / "collections"
 # Every scenario runs in CI (see README, "Tests").
 SCENARIOS = ["docker", "data_edge", "n8n", "nvidia_toolkit", "gpu_host", "single_container", "split_railway", "lifecycle",
-             "assistant"]
+             "assistant", "multi_host"]
 # Start order when they run in parallel: longest first, so the lanes end together.
-SCENARIO_ORDER = ["gpu_host", "lifecycle", "single_container", "n8n", "assistant", "split_railway", "data_edge", "nvidia_toolkit",
-                  "docker"]
+SCENARIO_ORDER = ["lifecycle", "gpu_host", "multi_host", "n8n", "assistant", "single_container", "data_edge", "split_railway",
+                  "docker", "nvidia_toolkit"]
 LOGS = ROOT / ".cache" / "logs"
 # The one molecule test sequence (and the settings every scenario shares).
 MOLECULE_BASE = ROOT / ".config" / "molecule" / "config.yml"
