@@ -54,12 +54,12 @@ def main() -> None:
     subprocess.run(["docker", "cp", str(ROOT / "molecule" / "shared" / "load_probe.py"), f"{EDGE}:{PROBE}"], check=True)
     load(2, 5)  # warm-up: compiled workflow, connections
     two = load(clients, seconds)
-    sh(WORKER, "docker stop aistack-n8n-worker-1-runner aistack-n8n-worker-1 >/dev/null")
+    sh(WORKER, "docker stop aistack-worker-1-runner aistack-n8n-worker-1 >/dev/null")
     try:
         time.sleep(5)
         one = load(clients, seconds)
     finally:
-        sh(WORKER, "docker start aistack-n8n-worker-1 aistack-n8n-worker-1-runner >/dev/null")
+        sh(WORKER, "docker start aistack-n8n-worker-1 aistack-worker-1-runner >/dev/null")
     ratio = round(two["per_second"] / one["per_second"], 2) if one["per_second"] else None
     print(f"webhook -> Code node -> respond, {clients} clients, {seconds} s each, through Traefik on {EDGE}")
     print(f"{'worker hosts':<14}{'req/s':>8}{'p50 s':>8}{'p99 s':>8}{'ok/sent':>12}")

@@ -84,7 +84,7 @@ class TestPlacement:
                  {"aistack-postgres", "aistack-redis", "aistack-n8n-worker-1", "aistack-ollama"}),
         "data": ({"aistack-postgres", "aistack-redis", "aistack-node-exporter"},
                  {"aistack-n8n", "aistack-traefik", "aistack-prometheus", "aistack-n8n-worker-1"}),
-        "worker1": ({"aistack-n8n-worker-1", "aistack-n8n-worker-1-runner", "aistack-fastapi-worker-cpu",
+        "worker1": ({"aistack-n8n-worker-1", "aistack-worker-1-runner", "aistack-fastapi-worker-cpu",
                      "aistack-node-exporter"},
                     {"aistack-n8n", "aistack-postgres", "aistack-traefik", "aistack-fastapi-web", "aistack-ollama"}),
         "gpu": ({"aistack-ollama", "aistack-fastapi-worker-gpu", "aistack-fastapi-worker-cpu",
@@ -209,7 +209,7 @@ class TestScaleOut:
     def test_the_new_host_runs_a_worker_and_reaches_the_data_ports(self, scaled):
         if not scaled:
             pytest.skip("runs after the side effect")
-        assert {"aistack-n8n-worker-1", "aistack-n8n-worker-1-runner"} <= containers("worker2")
+        assert {"aistack-n8n-worker-1", "aistack-worker-1-runner"} <= containers("worker2")
         assert tcp_open("worker2", address("data"), 5432)
         assert tcp_open("worker2", address("data"), 6379)
 
