@@ -10,6 +10,7 @@ Documented in multi_host_plan.yml beside this file; docs/multi_host.md explains 
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
@@ -96,7 +97,7 @@ def multi_host_plan(host: str, groups: Mapping[str, Sequence[str]], hostvars: Ma
         raise AnsibleFilterError(f"multi_host: {host} is not in the group multi_hosts")
     _check(groups, hosts)
     address = {h: _address(hostvars, h, wireguard) for h in hosts}
-    duplicates = sorted({a for a in address.values() if list(address.values()).count(a) > 1})
+    duplicates = sorted(a for a, count in Counter(address.values()).items() if count > 1)
     if duplicates:
         raise AnsibleFilterError(f"multi_host: several hosts share the private address(es) {', '.join(duplicates)}")
 
@@ -114,33 +115,27 @@ def multi_host_plan(host: str, groups: Mapping[str, Sequence[str]], hostvars: Ma
     data = _members(groups, "data")[0]
     gpu = _members(groups, "gpu")
 
-    def providers(service: str) -> list[str]:
-        group = SERVICES[service][0]
-        return hosts if group is None else _members(groups, group)
-
-    def consumers(service: str) -> list[str]:
-        return [h for h in hosts if set(runs[h]) & set(SERVICES[service][1])]
+    # Each service's hosts (its group; monitoring's agents run everywhere) and users.
+    providers = {service: hosts if group is None else _members(groups, group)
+                 for service, (group, _users) in SERVICES.items()}
+    consumers = {service: [h for h in hosts if set(runs[h]) & set(users)]
+                 for service, (_group, users) in SERVICES.items()}
 
     private_services, sources = [], {}
     for service in SERVICES:
-        if host not in providers(service):
-            continue
-        clients = [h for h in consumers(service) if h != host]
-        if clients:
+        clients = [h for h in consumers[service] if h != host]
+        if host in providers[service] and clients:
             private_services.append(service)
             for port in PORTS[service]:
                 sources[port] = sorted(address[h] for h in clients)
 
     remote = {}
     for service in SERVICES:
-        if service == "monitoring" or host in providers(service) or not providers(service):
+        serving = providers[service]
+        if service == "monitoring" or not serving or host in serving or host not in consumers[service]:
             continue
-        if not set(runs[host]) & set(SERVICES[service][1]):
-            continue
-        serving = providers(service)
         # Several GPU hosts: the consumers are spread over them, host by host.
-        index = consumers(service).index(host) if host in consumers(service) else 0
-        remote[service] = address[serving[index % len(serving)]]
+        remote[service] = address[serving[consumers[service].index(host) % len(serving)]]
 
     in_workers = host in _members(groups, "workers")
     in_gpu = host in gpu
