@@ -215,7 +215,8 @@ def plugin_unit_tests() -> list[str]:
 
 def stage_unit(report: Report) -> None:
     ensure_checkout_link()
-    # Most of the time is ansible-playbook runs (one per bad-input case): one pytest worker per core.
+    # Most of the time is ansible-playbook runs (the two bad-input batches, the stack renders):
+    # one pytest worker per core.
     pytest_check(report, "unit: pytest tests/unit (ansible-core 2.19)", Path(sys.executable),
                  ["-n", str(min(4, os.cpu_count() or 1)), "tests/unit"], CACHE / "junit-unit.xml")
     bin_218 = venv_218(report, "unit: plugin tests (ansible-core 2.18)")

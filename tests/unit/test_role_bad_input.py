@@ -6,11 +6,14 @@ in check mode; the failure must come from argument validation or preflight
 name the variable and say how to fix it.
 """
 
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -601,33 +604,157 @@ def playbook(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("role,extra_vars,message", CASES.values(), ids=CASES.keys())
-def test_bad_input_fails_early_and_names_the_variable(playbook, role, extra_vars, message):
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
-    ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
+def ansible_env() -> dict[str, str]:
+    return {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_LOCALHOST_WARNING": "false"}
+
+
+# Most cases run together: one ansible-playbook over one inventory host per case
+# (the case's input as its host vars), each host including its role, so every
+# host fails (or not) on its own. One start of Ansible instead of ~240 (the
+# unit stage's largest cost). Cases that are about the host itself (its name,
+# the wireguard mesh of group `all`) run alone against localhost, as before.
+BATCH_PLAYBOOK = """
+- hosts: cases
+  gather_facts: false
+  tasks:
+    - name: Run the role under test
+      ansible.builtin.include_role:
+        name: "aistack.hosting.{{ role_under_test }}"
+"""
+RESULT_LINE = re.compile(r"^(\w+): \[([^\]]+)\]")
+CASE_RECAP = re.compile(r"^(case-\d+)\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", re.M)
+
+
+def runs_alone(role: str, message: str) -> bool:
+    return role == "wireguard" or "localhost" in message
+
+
+@dataclass
+class Outcome:
+    """What one case's run printed: everything its secrets must not be in (alone: the whole output;
+    batched: its own part and the lines of no host, not other hosts' errors, which print the
+    specs' own examples such as change-me), the host's own part, its recap and last task."""
+
+    output: str
+    own: str
+    changed: str
+    failed: str
+    last_task: str
+
+
+def split_by_host(output: str) -> dict[str, tuple[str, str]]:
+    """Each host's result blocks (with their task headers) and the task of its last result;
+    under "" the lines of no host (play headers, warnings, the recap)."""
+    parts: dict[str, list[str]] = {}
+    last: dict[str, str] = {}
+    task, current, error = "", None, []
+    for line in output.splitlines():
+        match = RESULT_LINE.match(line)
+        if line.startswith("TASK ["):
+            parts.setdefault("", []).extend(error)  # an [ERROR] of no host's result
+            task, current, error = line[6:line.rfind("]")], None, []
+        elif match:
+            # ansible-core 2.19 prints a failure's message as an [ERROR] (no host name) just before its result.
+            current = match.group(2)
+            parts.setdefault(current, []).extend([f"TASK [{task}]", *error, line])
+            last[current], error = task, []
+        elif line.startswith("[ERROR]"):
+            current, error = None, [line]
+        elif error:
+            error.append(line)
+        elif current is not None and (line.startswith(" ") or not line.strip()):
+            parts[current].append(line)
+        else:
+            current = None
+        if current is None and not error and not match:
+            parts.setdefault("", []).append(line)
+    parts.setdefault("", []).extend(error)
+    return {host: ("\n".join(lines), last.get(host, "")) for host, lines in parts.items()}
+
+
+# Two batches, so both pytest-xdist workers work: whichever worker first needs a
+# batch runs it (under a lock) and leaves its outcomes for the other.
+BATCHES = 2
+BATCHED = [case_id for case_id, (role, _extra, message) in CASES.items() if not runs_alone(role, message)]
+
+
+def batch_number(case_id: str) -> int:
+    return BATCHED.index(case_id) % BATCHES
+
+
+@pytest.fixture(scope="session")
+def batches_dir(tmp_path_factory) -> Path:
+    """A directory every xdist worker of this run shares (their base temps' parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def batch_outcomes(shared: Path, number: int) -> dict[str, "Outcome"]:
+    done = shared / f"bad_input_batch_{number}.json"
+    with open(shared / f"bad_input_batch_{number}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            outcomes = run_batch(number)
+            done.write_text(json.dumps({case_id: asdict(outcome) for case_id, outcome in outcomes.items()}))
+    return {case_id: Outcome(**fields) for case_id, fields in json.loads(done.read_text()).items()}
+
+
+def run_batch(number: int) -> dict[str, Outcome]:
+    """Run one batch's cases in one ansible-playbook; the outcome of each, by case id."""
+    cases = [case_id for case_id in BATCHED if batch_number(case_id) == number]
+    hosts = {case_id: f"case-{index}" for index, case_id in enumerate(cases)}
+    inventory = {"cases": {"hosts": {hosts[case_id]: {"role_under_test": CASES[case_id][0], **CASES[case_id][1]}
+                                     for case_id in cases},
+                           "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
+    with tempfile.TemporaryDirectory(prefix="bad_input_batch") as work:
+        (Path(work) / "inventory.json").write_text(json.dumps(inventory))
+        (Path(work) / "play.yml").write_text(BATCH_PLAYBOOK)
+        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "--check",
+                               "-i", str(Path(work) / "inventory.json"), str(Path(work) / "play.yml")],
+                              cwd=ROOT, env=ansible_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
+    output = proc.stdout  # one stream: each [ERROR] stays right before its host's result
+    own = split_by_host(output)
+    recaps = {host: (changed, failed) for host, changed, failed in CASE_RECAP.findall(output)}
+    outcomes = {}
+    for case_id, host in hosts.items():
+        text, last_task = own.get(host, ("", ""))
+        changed, failed = recaps.get(host, ("?", "?"))
+        outcomes[case_id] = Outcome(own.get("", ("", ""))[0] + "\n" + text, text, changed, failed, last_task)
+    return outcomes
+
+
+def run_alone(playbook: Path, role: str, extra_vars: dict) -> Outcome:
     proc = subprocess.run(
-        [str(ansible_playbook), "--check", "-i", "localhost,", str(playbook), "-e", json.dumps({"role_under_test": role, **extra_vars}),
-         "-e", f"ansible_python_interpreter={sys.executable}"],
-        cwd=ROOT, env=env, text=True, capture_output=True, timeout=300,
+        [str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i", "localhost,", str(playbook),
+         "-e", json.dumps({"role_under_test": role, **extra_vars}), "-e", f"ansible_python_interpreter={sys.executable}"],
+        cwd=ROOT, env=ansible_env(), text=True, capture_output=True, timeout=300,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
-    assert re.search(message, output, re.S), output
+    recap = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+).*?failed=(\d+)", output)
+    tasks = re.findall(r"TASK \[([^\]]+)\]", output)
+    return Outcome(output, output, recap.group(1) if recap else "?", recap.group(2) if recap else "?", tasks[-1] if tasks else "")
+
+
+@pytest.mark.parametrize("case_id", CASES)
+def test_bad_input_fails_early_and_names_the_variable(playbook, batches_dir, case_id):
+    role, extra_vars, message = CASES[case_id]
+    if case_id in BATCHED:
+        outcome = batch_outcomes(batches_dir, batch_number(case_id))[case_id]
+    else:
+        outcome = run_alone(playbook, role, extra_vars)
+    # The YAML callback folds long messages at a width: match them folded or unfolded.
+    assert re.search(message, outcome.own, re.S) or re.search(message, re.sub(r"\n\s+", " ", outcome.own), re.S), \
+        outcome.own or outcome.output
     # A rejected secret is named, never printed.
     for name, value in extra_vars.items():
         if SECRET_NAME.search(name) and isinstance(value, str) and len(value) >= 8:
-            assert value not in output, f"{name}'s value is in the output"
-    recap = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+).*?failed=(\d+)", output)
-    assert recap and recap.group(1) == "0" and recap.group(2) == "1", output
-    failed_task = re.findall(r"TASK \[([^\]]+)\]", output)[-1]
-    assert "Validating arguments" in failed_task or "Check " in failed_task, failed_task
+            assert value not in outcome.output, f"{name}'s value is in the output"
+    # Failed before anything changed, in argument validation or a preflight check.
+    assert (outcome.changed, outcome.failed) == ("0", "1"), outcome.own or outcome.output
+    assert "Validating arguments" in outcome.last_task or "Check " in outcome.last_task, outcome.last_task
 
 
 # The other half: the base input of a role's cases passes its preflight, so each
