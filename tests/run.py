@@ -450,15 +450,19 @@ def platform_names(scenario: str) -> list[str]:
     return [platform["name"] for platform in scenario_spec(scenario).get("platforms", [])]
 
 
+def present_hosts(names: list[str]) -> list[str]:
+    """Those of these test hosts that exist (running or not)."""
+    present = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], text=True,
+                             stdout=subprocess.PIPE, check=False).stdout.split()
+    return [name for name in names if name in present]
+
+
 def remove_stale_hosts(scenarios: list[str]) -> None:
     """Remove test hosts a previous, interrupted run left behind (same names), with
     their anonymous volumes. A host's /var/lib/docker volume holds gigabytes of
     images: removing it can outlast the Docker API's 60 s read timeout that
     molecule's destroy playbook uses, so the CLI (no client timeout) does it first."""
-    names = [name for scenario in scenarios for name in platform_names(scenario)]
-    present = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], text=True,
-                             stdout=subprocess.PIPE, check=False).stdout.split()
-    stale = [name for name in names if name in present]
+    stale = present_hosts([name for scenario in scenarios for name in platform_names(scenario)])
     if stale:
         print(f"molecule: force-removing leftover test hosts: {', '.join(stale)}", flush=True)
         subprocess.run(["docker", "rm", "--force", "--volumes", *stale], check=False)
@@ -509,21 +513,14 @@ def remove_hosts_keep_volumes(scenario: str) -> list[str]:
     A host's /var/lib/docker volume holds gigabytes of images: deleting it took
     1-3 min of each scenario's closing destroy (5 hosts: 189 s), time the lane
     only waited. The hosts go now; their volumes go in the background."""
-    names = platform_names(scenario)
-    inspected = subprocess.run(["docker", "inspect", "--format",
-                                "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", *names],
-                               text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
-    volumes = inspected.stdout.split()
-    present = [name for name in names if inspected.returncode == 0 or container_exists(name)]
-    if present:
-        subprocess.run(["docker", "rm", "--force", *present], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
+    present = present_hosts(platform_names(scenario))
+    if not present:
+        return []
+    volumes = subprocess.run(["docker", "inspect", "--format",
+                              "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}", *present],
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout.split()
+    subprocess.run(["docker", "rm", "--force", *present], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return volumes
-
-
-def container_exists(name: str) -> bool:
-    return subprocess.run(["docker", "container", "inspect", name], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False).returncode == 0
 
 
 def remove_volumes_in_background(volumes: list[str]) -> None:

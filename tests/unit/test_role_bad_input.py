@@ -690,7 +690,7 @@ def batches_dir(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def batch_outcomes(shared: Path, number: int) -> dict[str, "Outcome"]:
+def batch_outcomes(shared: Path, number: int) -> dict[str, Outcome]:
     done = shared / f"bad_input_batch_{number}.json"
     with open(shared / f"bad_input_batch_{number}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -717,20 +717,26 @@ def run_batch(number: int) -> dict[str, Outcome]:
     output = proc.stdout  # one stream: each [ERROR] stays right before its host's result
     own = split_by_host(output)
     recaps = {host: (changed, failed) for host, changed, failed in CASE_RECAP.findall(output)}
+    no_host = own.get("", ("", ""))[0]
     outcomes = {}
     for case_id, host in hosts.items():
         text, last_task = own.get(host, ("", ""))
         changed, failed = recaps.get(host, ("?", "?"))
-        outcomes[case_id] = Outcome(own.get("", ("", ""))[0] + "\n" + text, text, changed, failed, last_task)
+        outcomes[case_id] = Outcome(no_host + "\n" + text, text, changed, failed, last_task)
     return outcomes
 
 
-def run_alone(playbook: Path, role: str, extra_vars: dict) -> Outcome:
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i", "localhost,", str(playbook),
+def run_on_localhost(playbook: Path, role: str, extra_vars: dict, *args: str) -> subprocess.CompletedProcess:
+    """The role with this input against the local machine, in check mode."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i", "localhost,", str(playbook), *args,
          "-e", json.dumps({"role_under_test": role, **extra_vars}), "-e", f"ansible_python_interpreter={sys.executable}"],
         cwd=ROOT, env=ansible_env(), text=True, capture_output=True, timeout=300,
     )
+
+
+def run_alone(playbook: Path, role: str, extra_vars: dict) -> Outcome:
+    proc = run_on_localhost(playbook, role, extra_vars)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
     recap = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+).*?failed=(\d+)", output)
@@ -781,13 +787,7 @@ GOOD_CHECKS = {
 
 @pytest.mark.parametrize("role", GOOD_INPUT)
 def test_good_input_passes_preflight(playbook, role):
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_LOCALHOST_WARNING": "false"}
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i", "localhost,", str(playbook), "--tags", "uninstall",
-         "-e", json.dumps({"role_under_test": role, **GOOD_INPUT[role]}), "-e", f"ansible_python_interpreter={sys.executable}"],
-        cwd=ROOT, env=env, text=True, capture_output=True, timeout=300,
-    )
+    proc = run_on_localhost(playbook, role, GOOD_INPUT[role], "--tags", "uninstall")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     for check in GOOD_CHECKS[role]:
@@ -809,12 +809,10 @@ def test_wireguard_shared_address_names_the_hosts(tmp_path):
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(WIREGUARD_TWO_HOSTS)
     (tmp_path / "play.yml").write_text(PLAYBOOK.replace("hosts: localhost", "hosts: mesh"))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-           "ANSIBLE_NOCOLOR": "1"}
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i", str(inventory), str(tmp_path / "play.yml"),
          "-e", json.dumps({"role_under_test": "wireguard", "ansible_python_interpreter": sys.executable})],
-        cwd=ROOT, env=env, text=True, capture_output=True, timeout=300,
+        cwd=ROOT, env=ansible_env(), text=True, capture_output=True, timeout=300,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
