@@ -58,5 +58,6 @@ molecule: kit-test
 	@$(PY) tests/run.py --stages collection,molecule
 
 clean: demo-clean
+	@$(PY) tests/image_store.py --clean
 	@$(PY) tests/images/kit.py clean
 	rm -rf .cache

@@ -18,13 +18,14 @@ import sys
 import tarfile
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tests"))
+import image_store  # noqa: E402  (tests/image_store.py)
 from checkout_link import ensure as ensure_checkout_link  # noqa: E402
 from sanity import checks as galaxy_checks  # noqa: E402  (tests/sanity/checks.py)
 CACHE = ROOT / ".cache"
@@ -482,6 +483,8 @@ def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
         try:
             for action in sequence[:len(sequence) - len(closing)]:
                 proc = molecule(action.replace("_", "-"), scenario, log)
+                if action == "create" and proc.returncode == 0:
+                    fill_image_stores(scenario, log)
                 if proc.returncode != 0:
                     ok, detail = False, f"{action} failed: {first_error(proc.stdout) or 'see the log above'}"
                     break
@@ -503,6 +506,24 @@ def run_scenario(scenario: str) -> tuple[str, bool, float, str, Path]:
     return scenario, ok, time.monotonic() - start, detail, log_path
 
 
+def fill_image_stores(scenario: str, log) -> None:
+    """The scenario's Debian 13 hosts start with the shared store of the big images (tests/image_store.py)."""
+    # Seeded beside the lanes' first destroy and create (stage_molecule); waited for here.
+    try:
+        store = IMAGE_STORE.result() if IMAGE_STORE is not None else None
+    except (OSError, subprocess.SubprocessError, ValueError) as error:
+        log.write(f"image store: not available ({error}); the hosts pull everything\n")
+        store = None
+    if store is None:
+        return
+    for platform in scenario_spec(scenario).get("platforms", []):
+        if platform.get("image") == image_store.TEST_HOST_IMAGE and platform["name"] in present_hosts([platform["name"]]):
+            seconds = image_store.fill(platform["name"], store)
+            log.write(f"image store: {platform['name']} filled in {seconds:.1f}s\n")
+
+
+# The shared image store's directory, when seeded (None: hosts pull everything).
+IMAGE_STORE: Future | None = None
 # Volume removals still running (joined at the end of the molecule stage).
 VOLUME_REMOVALS: list[subprocess.Popen] = []
 
@@ -536,8 +557,10 @@ def stage_molecule(report: Report, scenarios: list[str], jobs: int) -> None:
     at a time on two cores cut the wall time without starving either; each
     has its own host, molecule state and log under .cache/logs.
     """
+    global IMAGE_STORE
     ordered = sorted(scenarios, key=lambda name: SCENARIO_ORDER.index(name) if name in SCENARIO_ORDER else -1)
     remove_stale_hosts(ordered)
+    IMAGE_STORE = ThreadPoolExecutor(max_workers=1).submit(image_store.ensure)
     print(f"molecule: {len(ordered)} scenario(s), {jobs} at a time: {', '.join(ordered)}", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for future in as_completed([pool.submit(run_scenario, name) for name in ordered]):

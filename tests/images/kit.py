@@ -114,6 +114,15 @@ HOST_DOCKER_DROPIN = """\
 Environment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1
 """
 
+# A disposable test host needs no crash durability from dpkg: without an fsync
+# per unpacked file, the roles' package installs (Docker, nftables, restic,
+# unattended-upgrades) take a fraction of the time on CI's shared disk. Only
+# the test hosts have it; the roles install packages exactly as on a server.
+HOST_DPKG_UNSAFE_IO = """\
+# Written by the aistack test kit (tests/images/kit.py): disposable test host.
+force-unsafe-io
+"""
+
 # Like moby's mkimage scripts: no service starts at package install time in
 # a plain (non-systemd) image build.
 POLICY_RC_D = "#!/bin/sh\nexit 101\n"
@@ -199,7 +208,8 @@ def _host(name: str, suite: str) -> RootfsImage:
         packages=HOST_PACKAGES, cmd=("/lib/systemd/systemd",),
         env={"container": "docker"},
         files={"etc/systemd/system/docker.service.d/10-aistack-kit.conf":
-               (0o644, HOST_DOCKER_DROPIN)},
+               (0o644, HOST_DOCKER_DROPIN),
+               "etc/dpkg/dpkg.cfg.d/90-aistack-kit-unsafe-io": (0o644, HOST_DPKG_UNSAFE_IO)},
     )
 
 
