@@ -1,0 +1,34 @@
+"""Mitogen's linear strategy, also for the test hosts' ``community.docker.docker``.
+
+Molecule's docker driver names the connection by its FQCN; Mitogen replaces
+connections it knows by their short names only (``docker`` -> ``mitogen_docker``).
+This strategy maps the FQCN to ``docker`` first, then is ``mitogen_linear``.
+Test tooling only (tests/run.py and .config/molecule/config.yml select it);
+docs/performance.md says what Mitogen changes and why users may enable it.
+"""
+from __future__ import annotations
+
+import ansible_mitogen.loaders
+import ansible_mitogen.strategy
+from ansible.playbook.play_context import PlayContext
+
+DOCKER_FQCN = "community.docker.docker"
+_mitogen_get_with_context = ansible_mitogen.strategy.wrap_connection_loader__get_with_context
+
+
+def _docker_by_short_name(name, *args, **kwargs):
+    if name == DOCKER_FQCN:
+        name = "docker"
+    if args and isinstance(args[0], PlayContext) and args[0].connection == DOCKER_FQCN:
+        args[0].connection = "docker"
+    return _mitogen_get_with_context(name, *args, **kwargs)
+
+
+# Read by StrategyMixin._install_wrappers when a run starts.
+ansible_mitogen.strategy.wrap_connection_loader__get_with_context = _docker_by_short_name
+
+Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
+
+
+class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Base):
+    pass
