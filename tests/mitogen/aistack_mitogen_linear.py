@@ -8,6 +8,7 @@ docs/performance.md says what Mitogen changes and why users may enable it.
 """
 from __future__ import annotations
 
+import ansible_mitogen.connection
 import ansible_mitogen.loaders
 import ansible_mitogen.strategy
 from ansible.playbook.play_context import PlayContext
@@ -26,6 +27,22 @@ def _docker_by_short_name(name, *args, **kwargs):
 
 # Read by StrategyMixin._install_wrappers when a run starts.
 ansible_mitogen.strategy.wrap_connection_loader__get_with_context = _docker_by_short_name
+
+_mitogen_reset = ansible_mitogen.connection.Connection.reset
+
+
+def _reset_keeps_docker_context(self):
+    """`wait_for_connection` resets the connection before its ping; Mitogen's reset
+    shuts the host's context down and the ping then fails on the closed broker. Over
+    `docker exec` a new connection crosses no network or firewall, so the ping runs
+    in the live context: the same module on the same host, as a reconnect would."""
+    if getattr(self, "transport", None) == "docker":
+        return None
+    return _mitogen_reset(self)
+
+
+ansible_mitogen.connection.Connection.reset = _reset_keeps_docker_context
+ansible_mitogen.connection.Connection._reset = _reset_keeps_docker_context
 
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
