@@ -40,3 +40,19 @@ def test_the_strategy_is_mitogens_linear_strategy():
     shim = load_shim()
     assert issubclass(shim.StrategyModule, ansible_mitogen.strategy.StrategyMixin)
     assert ansible_mitogen.strategy.wrap_connection_loader__get_with_context is shim._docker_by_short_name
+
+
+def test_reset_keeps_a_docker_context_and_resets_any_other(monkeypatch):
+    shim = load_shim()
+    calls = []
+    monkeypatch.setattr(shim, "_mitogen_reset", lambda connection: calls.append(connection.transport))
+
+    class Docker:
+        transport = "docker"
+
+    class Ssh:
+        transport = "ssh"
+
+    assert shim._reset_keeps_docker_context(Docker()) is None and calls == []
+    shim._reset_keeps_docker_context(Ssh())
+    assert calls == ["ssh"]
