@@ -365,6 +365,10 @@ def converge_log(scenario: str) -> Path:
 # Mitogen hung connecting to its host): those run as before.
 MITOGEN_STRATEGY = "aistack_mitogen_linear"
 MITOGEN_ACTIONS = ("prepare", "converge", "idempotence", "check")
+# single_container's first verify once found its imported workflow's webhook unregistered
+# (404) after a Mitogen converge with five scenarios loading the machine; until that is
+# explained it runs as before (a ~5 min scenario: little to gain).
+WITHOUT_MITOGEN = {"single_container"}
 
 
 def molecule(action: str, scenario: str, log) -> subprocess.CompletedProcess:
@@ -381,7 +385,7 @@ def molecule(action: str, scenario: str, log) -> subprocess.CompletedProcess:
     if verbose:
         env["ANSIBLE_VERBOSITY"] = "3"
     # The -vvv converge whose output is searched for secrets runs as users run it (no Mitogen).
-    if action in MITOGEN_ACTIONS and not verbose:
+    if action in MITOGEN_ACTIONS and not verbose and scenario not in WITHOUT_MITOGEN:
         env["ANSIBLE_STRATEGY"] = MITOGEN_STRATEGY
     cmd = [str(VENV_BIN / "molecule"), action, "-s", scenario]
     print(f"  molecule {action} -s {scenario}{' (-vvv)' if verbose else ''}", flush=True)
