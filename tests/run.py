@@ -533,10 +533,10 @@ def fill_image_stores(scenario: str, log) -> None:
         store = None
     if store is None:
         return
-    for platform in scenario_spec(scenario).get("platforms", []):
-        if platform.get("image") == image_store.TEST_HOST_IMAGE and platform["name"] in present_hosts([platform["name"]]):
-            seconds = image_store.fill(platform["name"], store)
-            log.write(f"image store: {platform['name']} filled in {seconds:.1f}s\n")
+    hosts = [platform["name"] for platform in scenario_spec(scenario).get("platforms", [])
+             if platform.get("image") == image_store.TEST_HOST_IMAGE]
+    for name in present_hosts(hosts):
+        log.write(f"image store: {name} filled in {image_store.fill(name, store):.1f}s\n")
 
 
 # The shared image store's directory, when seeded (None: hosts pull everything).
