@@ -187,13 +187,15 @@ ROUTES_KEY = "x-traefik"
 ROUTER_ATTRS = {"rule", "entrypoints", "tls", "tls.certresolver", "service", "priority", "middlewares"}
 
 
-def traefik_routes(compose: Mapping[str, Any], scheme: str = "http") -> dict[str, Any]:
+def traefik_routes(compose: Mapping[str, Any], scheme: str = "http", address: str = "") -> dict[str, Any]:
     """Traefik file-provider configuration for every service of a compose document
     whose x-traefik* keys hold traefik_labels() output (see traefik_routes.yml).
 
     Traefik then needs no Docker socket: each service's server is
     <scheme>://<container_name>:<port> on the shared network, and services
     routed under the same name (n8n's webhook processors) share one load balancer.
+    address: the services run on another host than Traefik (multi_host), which
+    publishes their ports there: each server is <scheme>://<address>:<port>.
     """
     routers: dict[str, dict[str, Any]] = {}
     middlewares: dict[str, dict[str, Any]] = {}
@@ -217,7 +219,7 @@ def traefik_routes(compose: Mapping[str, Any], scheme: str = "http") -> dict[str
                 middlewares[parts[3]] = _middleware(parts[4], parts[5], value, label)
             elif parts[:3] == ["traefik", "http", "services"] and parts[4:] == ["loadbalancer", "server", "port"]:
                 servers = services.setdefault(parts[3], {"loadBalancer": {"servers": []}})["loadBalancer"]["servers"]
-                url = f"{scheme}://{container}:{int(value)}"
+                url = f"{scheme}://{address or container}:{int(value)}"
                 if {"url": url} not in servers:
                     servers.append({"url": url})
             else:

@@ -36,7 +36,7 @@ SERVICES = {
     "redis": ("data", ["n8n", "fastapi_celery", "monitoring_server"]),
     "s3": ("data", ["fastapi_celery"]),
     "ollama": ("gpu", ["n8n", "fastapi_celery", "open_webui"]),
-    "comfyui": ("gpu", ["n8n", "fastapi_celery"]),
+    "comfyui": ("gpu", ["n8n", "fastapi_celery", "traefik"]),
     "monitoring": (None, ["monitoring_server"]),
 }
 PORTS = {"postgres": [5432], "redis": [6379], "s3": [8333], "ollama": [11434], "comfyui": [8188],
@@ -149,6 +149,10 @@ def multi_host_plan(host: str, groups: Mapping[str, Sequence[str]], hostvars: Ma
         "remote_services": remote,
         "secrets_host": data,
         "edge_host": edge,
+        # Traefik on the edge routes every public name; a service of another host is
+        # routed to its private address. Several GPU hosts: the first serves ComfyUI's.
+        "routes_host": edge,
+        "public_routes": host == edge or (in_gpu and host == gpu[0]),
         "firewall_tcp_sources": [{"port": port, "sources": srcs} for port, srcs in sorted(sources.items())],
         "monitoring_server": "monitoring_server" in runs[host],
         "monitoring_remote_hosts": [{"name": h, "address": address[h]} for h in hosts if h != host]

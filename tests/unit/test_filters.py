@@ -129,6 +129,14 @@ def test_traefik_routes_share_one_load_balancer_and_skip_unrouted_services():
     assert traefik_routes(_compose(("db", {}))) == {} and traefik_routes({}) == {}
 
 
+def test_traefik_routes_to_another_hosts_private_address():
+    # multi_host: ComfyUI runs on a GPU host; Traefik on the edge reaches the port it publishes there.
+    labels = traefik_labels("comfyui", "comfy.example.com", 8188)
+    http = traefik_routes(_compose(("comfyui", labels)), address="10.77.0.4")["http"]
+    assert http["services"]["comfyui"]["loadBalancer"]["servers"] == [{"url": "http://10.77.0.4:8188"}]
+    assert http["routers"]["comfyui"]["rule"] == "Host(`comfy.example.com`)"
+
+
 @pytest.mark.parametrize("label,message", [
     ("traefik.http.routers.x.observability.tracing", "router setting"),
     ("traefik.http.middlewares.x-strip.stripprefix.prefixes", "middleware setting"),
