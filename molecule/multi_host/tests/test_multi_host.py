@@ -18,7 +18,8 @@ import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from testlib import pebble_root as fetch_pebble_root, phase, probe  # noqa: E402
+from testlib import assert_no_secret_in, pebble_root as fetch_pebble_root, phase, probe, secret  # noqa: E402
+import wireguard_check  # noqa: E402
 
 # Each test runs once (on the edge host's connection); the others are reached through node().
 testinfra_hosts = ["ansible://aistack-multi-edge"]
@@ -27,6 +28,7 @@ INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", str(EPHEMERAL / "inventory
 N8N = "n8n.aistack.test"
 APP = "app.aistack.test"
 GRAFANA = "grafana.aistack.test"
+COMFY = "comfy.aistack.test"
 PATH = "/webhook/multi-host-where"
 HOSTS = ["edge", "data", "worker1", "gpu"]
 
@@ -35,8 +37,17 @@ def node(name: str):
     return testinfra.get_host(f"ansible://aistack-multi-{name}", ansible_inventory=INVENTORY)
 
 
+# The hosts' WireGuard addresses (molecule.yml host_vars): their private addresses in this scenario.
+MESH = {"edge": "10.77.0.1", "data": "10.77.0.2", "worker1": "10.77.0.3", "gpu": "10.77.0.4", "worker2": "10.77.0.5"}
+
+
 def address(name: str) -> str:
-    """The host's address on the kit network (its default route): its private address in this scenario."""
+    """The host's private address: its WireGuard address."""
+    return MESH[name]
+
+
+def kit_address(name: str) -> str:
+    """The host's address on the kit network (its default route, the mesh's underlay)."""
     return subprocess.run(["docker", "inspect", "--format", '{{(index .NetworkSettings.Networks "aistack-kit").IPAddress}}',
                            f"aistack-multi-{name}"], check=True, capture_output=True, text=True).stdout.strip()
 
@@ -81,13 +92,13 @@ class TestPlacement:
     EXPECTED = {
         "edge": ({"aistack-traefik", "aistack-n8n", "aistack-fastapi-web", "aistack-prometheus", "aistack-grafana",
                   "aistack-node-exporter"},
-                 {"aistack-postgres", "aistack-redis", "aistack-n8n-worker-1", "aistack-ollama"}),
+                 {"aistack-postgres", "aistack-redis", "aistack-n8n-worker-1", "aistack-ollama", "aistack-comfyui"}),
         "data": ({"aistack-postgres", "aistack-redis", "aistack-node-exporter"},
                  {"aistack-n8n", "aistack-traefik", "aistack-prometheus", "aistack-n8n-worker-1"}),
         "worker1": ({"aistack-n8n-worker-1", "aistack-worker-1-runner", "aistack-fastapi-worker-cpu",
                      "aistack-node-exporter"},
                     {"aistack-n8n", "aistack-postgres", "aistack-traefik", "aistack-fastapi-web", "aistack-ollama"}),
-        "gpu": ({"aistack-ollama", "aistack-fastapi-worker-gpu", "aistack-fastapi-worker-cpu",
+        "gpu": ({"aistack-ollama", "aistack-comfyui", "aistack-fastapi-worker-gpu", "aistack-fastapi-worker-cpu",
                  "aistack-n8n-worker-1", "aistack-node-exporter"},
                 {"aistack-n8n", "aistack-postgres", "aistack-traefik", "aistack-fastapi-web"}),
     }
@@ -108,7 +119,7 @@ class TestPlacement:
         key = node("data").file("/etc/aistack/secrets/n8n_encryption_key").content_string.strip()
         digest = "sha256sum {} | cut -c1-64"
         edge = node("edge").check_output(digest.format("/opt/aistack/n8n/secrets/n8n/N8N_ENCRYPTION_KEY"))
-        workers = ["gpu"] + (["worker2"] if scaled else ["worker1"])
+        workers = ["gpu"] + ([] if scaled else ["worker1"])  # worker2 was drained, its n8n removed
         for name in workers:
             theirs = node(name).check_output(digest.format("/opt/aistack/n8n/secrets/worker-1/N8N_ENCRYPTION_KEY"))
             assert theirs == edge, name
@@ -136,16 +147,52 @@ class TestPrivateNetwork:
             assert tcp_open(source, data, 5432), source
             assert tcp_open(source, data, 6379), source
 
+    def test_data_ports_are_not_on_the_underlying_network(self):
+        # Only the mesh carries them: the data host's kit address answers none, even to a member.
+        for source in ("edge", "worker2"):
+            assert not tcp_open(source, kit_address("data"), 5432), source
+            assert not tcp_open(source, kit_address("data"), 6379), source
+
     def test_a_host_outside_the_layout_is_refused(self, scaled):
         if scaled:
             pytest.skip("worker2 has joined the layout (checked in TestScaleOut)")
-        data = address("data")
-        assert not tcp_open("worker2", data, 5432)
-        assert not tcp_open("worker2", data, 6379)
-        assert not tcp_open("worker2", address("gpu"), 11434)
-        # The data host uses no Ollama: the GPU host's firewall does not admit it.
+        # worker2, not yet in the layout nor the mesh, has no route to the mesh addresses (its packets
+        # leave by its default route: the test machine's network may answer them), so it probes the hosts'
+        # addresses on the network they share with it: nothing of the stack answers there.
+        for port in (5432, 6379):
+            assert not tcp_open("worker2", kit_address("data"), port), port
+        assert not tcp_open("worker2", kit_address("gpu"), 11434)
+        # Inside the mesh, the firewall decides: the data host uses no Ollama, the GPU host does not admit it.
         assert not tcp_open("data", address("gpu"), 11434)
         assert tcp_open("edge", address("gpu"), 11434)
+
+
+class TestMesh:
+    """The hosts' private network is a WireGuard mesh (wireguard-go here: no kernel module in the test hosts)."""
+
+    def test_every_member_peers_with_every_other_and_shakes_hands(self, scaled):
+        if scaled:
+            pytest.skip("worker1 was killed by the side effect")
+        # The firewalls drop the probes (policy drop); the handshakes they cause are asserted, and the data
+        # ports' tests below carry real TCP connections across the mesh.
+        states = wireguard_check.assert_mesh({name: node(name) for name in HOSTS}, replies=False)
+        assert {state["address"] for state in states.values()} == {MESH[name] for name in HOSTS}
+
+    def test_the_private_key_stays_on_its_host_and_out_of_the_config(self):
+        for name in ("edge", "data"):
+            key = node(name).file("/etc/wireguard/wg0.key")
+            assert key.exists and key.user == "root" and key.mode == 0o600, name
+            assert "PrivateKey" not in node(name).file("/etc/wireguard/wg0.conf").content_string, name
+
+    def test_the_added_host_joined_the_mesh_of_its_data_and_edge_hosts(self, scaled):
+        if not scaled:
+            pytest.skip("runs after the side effect")
+        keys = {name: node(name).check_output("wg show wg0 public-key").strip() for name in ("edge", "data", "worker2")}
+        for name in ("edge", "data"):
+            peers = node(name).check_output("wg show wg0 allowed-ips")
+            assert f"{keys['worker2']}\t{MESH['worker2']}/32" in peers, (name, peers)
+        shaken = wireguard_check.handshakes(node("worker2"))
+        assert shaken.get(keys["data"]), shaken
 
 
 class TestWork:
@@ -179,6 +226,17 @@ class TestWork:
         assert state["result"]["worker"] == "gpu@fastapi-worker-gpu.aistack-multi-gpu", state
         assert task_id in node("gpu").check_output("docker logs aistack-fastapi-worker-gpu 2>&1")
 
+    def test_comfyui_on_the_gpu_host_is_routed_by_traefik_on_the_edge(self, host, pebble_root):
+        # The edge's Traefik routes the public name to the GPU host's private address (the mesh),
+        # from a routes file the GPU host's run wrote there; the edge's own files are untouched.
+        routes = node("edge").file("/opt/aistack/traefik/dynamic/routes-comfyui-aistack-multi-gpu.yml")
+        assert routes.mode == 0o600 and f"http://{address('gpu')}:8188" in routes.content_string
+        assert not node("gpu").file("/opt/aistack/traefik/dynamic/routes-comfyui.yml").exists
+        assert probe(host, COMFY, 443, "/system_stats", pebble_root)["status"] == 401
+        auth = "comfyui:" + secret(node("data"), "comfyui_web_password")
+        answer = probe(host, COMFY, 443, "/system_stats", pebble_root, "--auth", auth)
+        assert answer["status"] == 200 and "system" in json.loads(answer["body"]), answer
+
     def test_prometheus_scrapes_every_hosts_node_exporter(self, host, scaled):
         expected = {f"aistack-multi-{name}" for name in HOSTS} | ({"aistack-multi-worker2"} if scaled else set())
         if scaled:
@@ -206,10 +264,17 @@ class TestScaleOut:
         edge = [line for line in recap.splitlines() if line.startswith("aistack-multi-edge")]
         assert edge and "unreachable=0" in edge[0] and "failed=0" in edge[0], recap
 
-    def test_the_new_host_runs_a_worker_and_reaches_the_data_ports(self, scaled):
+    def test_the_scale_out_run_at_vvv_printed_no_secret(self, scaled):
+        # The new host's secrets came from the data host (aistack_secrets_host) in that run.
         if not scaled:
             pytest.skip("runs after the side effect")
-        assert {"aistack-n8n-worker-1", "aistack-worker-1-runner"} <= containers("worker2")
+        output = (EPHEMERAL / "scale_out_vvv.txt").read_text()
+        assert "ESTABLISH" in output, "not a -vvv output"
+        assert_no_secret_in(node("data"), output, "the scale-out run at -vvv")
+
+    def test_the_new_host_reaches_the_data_ports(self, scaled):
+        if not scaled:
+            pytest.skip("runs after the side effect")
         assert tcp_open("worker2", address("data"), 5432)
         assert tcp_open("worker2", address("data"), 6379)
 
@@ -228,3 +293,20 @@ class TestWorkerLoss:
         assert "aistack-multi-worker1" not in report["after"]["hosts"], report
         # The new host takes executions.
         assert report["after"]["hosts"].get("aistack-multi-worker2", 0) > 0, report
+
+
+class TestDrain:
+    """The fifth host's n8n workers removed under load: what they held was finished by them, nothing was lost."""
+
+    def test_removal_drained_the_host(self, scaled):
+        if not scaled:
+            pytest.skip("runs after the side effect")
+        report = json.loads((EPHEMERAL / "drain.json").read_text())
+        print(json.dumps(report, indent=2))
+        assert report["removal_rc"] == 0, report
+        assert report["failed"] == 0 and report["sent"] > 0, report
+        # Requests the host held when its SIGTERM came were answered by it: its workers drained.
+        assert report["in_flight_at_drain"]["hosts"].get("aistack-multi-worker2", 0) > 0, report
+        assert report["drain_seconds"] is not None and report["drain_seconds"] <= 40, report
+        assert report["n8n_containers_left"] == 0, report
+        assert not {name for name in containers("worker2") if "n8n" in name or "runner" in name}
