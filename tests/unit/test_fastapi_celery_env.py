@@ -21,6 +21,9 @@ PLAYBOOK = f"""
   vars:
     __fastapi_celery_secrets: {{secrets: {{postgres_user_app: "p@ss/word", redis_password: redispw}}}}
   tasks:
+    # The stack contract (a dependency of the role): the consumers' TLS settings read it.
+    - ansible.builtin.include_vars: {ROOT / "roles" / "common" / "defaults" / "main.yml"}
+    - ansible.builtin.include_vars: {ROOT / "roles" / "common" / "vars" / "main.yml"}
     - ansible.builtin.include_vars: {ROLE / "defaults" / "main.yml"}
     - ansible.builtin.include_vars: {ROLE / "vars" / "main.yml"}
     - ansible.builtin.include_vars: {{file: "{{{{ overrides }}}}"}}
@@ -77,3 +80,12 @@ def test_s3_under_both_naming_styles_and_the_url_scheme_option(tmp_path):
 def test_env_extra_still_wins(tmp_path):
     env = render(tmp_path, {**S3, "fastapi_celery_env_extra": {"S3_BUCKET_NAME": "other"}})["env"]
     assert env["S3_BUCKET_NAME"] == "other" and env["S3_BUCKET"] == "renders"
+
+
+def test_remote_data_services_over_tls_are_verified_against_the_private_ca(tmp_path):
+    env = render(tmp_path, {"aistack_data_tls": True, "aistack_secrets_host": "data-1",
+                            "aistack_remote_services": {"postgres": "10.0.0.2", "redis": "10.0.0.2"}})["env"]
+    ca = "/etc/aistack-ca/ca.crt"
+    assert env["DATABASE_URL"] == f"postgresql+psycopg://app:p%40ss%2Fword@postgres:5432/app?sslmode=verify-full&sslrootcert={ca}"
+    assert env["CELERY_BROKER_URL"] == f"rediss://:redispw@redis:6379/1?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    assert env["CELERY_RESULT_BACKEND"] == env["CELERY_BROKER_URL"]

@@ -76,6 +76,10 @@ CASES = {
     "common: read-only not a bool": ("redis", {"aistack_container_read_only": "sometimes"}, r"aistack_container_read_only.*bool"),
     "fastapi: migrate_when not a known choice": ("fastapi_celery", {"fastapi_celery_migrate_when": "sometimes"}, r"fastapi_celery_migrate_when.*(image_changed, always|choices)"),
     "fastapi: tmpfs not a list": ("fastapi_celery", {"fastapi_celery_tmpfs": {"path": "/cache"}}, r"fastapi_celery_tmpfs.*list"),
+    "common: data TLS without a secrets host": ("redis", {"aistack_data_tls": True}, r"aistack_data_tls \(multi_host_data_tls.*needs aistack_secrets_host"),
+    "common: data TLS served off the secrets host": (
+        "redis", {"aistack_data_tls": True, "aistack_secrets_host": "data-1", "aistack_private_address": "10.0.0.2",
+                  "aistack_private_services": ["redis"]}, r"aistack_data_tls.*must run on that host \(here: redis on \S+\)"),
     "common: capability not a name": ("redis", {"aistack_container_cap_add": {"aistack-redis": ["cap_net_admin"]}}, r"aistack_container_cap_add\[aistack-redis\] must be a list of capability names"),
     "fastapi: cap_add not a list": ("fastapi_celery", {"fastapi_celery_cap_add": {"NET_ADMIN": True}}, r"fastapi_celery_cap_add.*list"),
     "docker: bad state": ("docker", {"docker_state": "removed"}, r"docker_state.*(one of|present)"),
