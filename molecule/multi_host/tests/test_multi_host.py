@@ -19,7 +19,7 @@ import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from testlib import assert_no_secret_in, pebble_root as fetch_pebble_root, phase, probe, secret  # noqa: E402
-import wireguard_check  # noqa: E402
+import data_tls_check  # noqa: E402
 
 # Each test runs once (on the edge host's connection); the others are reached through node().
 testinfra_hosts = ["ansible://aistack-multi-edge"]
@@ -37,17 +37,8 @@ def node(name: str):
     return testinfra.get_host(f"ansible://aistack-multi-{name}", ansible_inventory=INVENTORY)
 
 
-# The hosts' WireGuard addresses (molecule.yml host_vars): their private addresses in this scenario.
-MESH = {"edge": "10.77.0.1", "data": "10.77.0.2", "worker1": "10.77.0.3", "gpu": "10.77.0.4", "worker2": "10.77.0.5"}
-
-
 def address(name: str) -> str:
-    """The host's private address: its WireGuard address."""
-    return MESH[name]
-
-
-def kit_address(name: str) -> str:
-    """The host's address on the kit network (its default route, the mesh's underlay)."""
+    """The host's address on the kit network (its default route): its private address in this scenario."""
     return subprocess.run(["docker", "inspect", "--format", '{{(index .NetworkSettings.Networks "aistack-kit").IPAddress}}',
                            f"aistack-multi-{name}"], check=True, capture_output=True, text=True).stdout.strip()
 
@@ -147,52 +138,34 @@ class TestPrivateNetwork:
             assert tcp_open(source, data, 5432), source
             assert tcp_open(source, data, 6379), source
 
-    def test_data_ports_are_not_on_the_underlying_network(self):
-        # Only the mesh carries them: the data host's kit address answers none, even to a member.
-        for source in ("edge", "worker2"):
-            assert not tcp_open(source, kit_address("data"), 5432), source
-            assert not tcp_open(source, kit_address("data"), 6379), source
-
     def test_a_host_outside_the_layout_is_refused(self, scaled):
         if scaled:
             pytest.skip("worker2 has joined the layout (checked in TestScaleOut)")
-        # worker2, not yet in the layout nor the mesh, has no route to the mesh addresses (its packets
-        # leave by its default route: the test machine's network may answer them), so it probes the hosts'
-        # addresses on the network they share with it: nothing of the stack answers there.
-        for port in (5432, 6379):
-            assert not tcp_open("worker2", kit_address("data"), port), port
-        assert not tcp_open("worker2", kit_address("gpu"), 11434)
-        # Inside the mesh, the firewall decides: the data host uses no Ollama, the GPU host does not admit it.
+        data = address("data")
+        assert not tcp_open("worker2", data, 5432)
+        assert not tcp_open("worker2", data, 6379)
+        assert not tcp_open("worker2", address("gpu"), 11434)
+        # The data host uses no Ollama: the GPU host's firewall does not admit it.
         assert not tcp_open("data", address("gpu"), 11434)
         assert tcp_open("edge", address("gpu"), 11434)
 
 
-class TestMesh:
-    """The hosts' private network is a WireGuard mesh (wireguard-go here: no kernel module in the test hosts)."""
+class TestDataTLS:
+    """Postgres and Redis between hosts over TLS (multi_host_data_tls), verified against the data host's private CA."""
 
-    def test_every_member_peers_with_every_other_and_shakes_hands(self, scaled):
-        if scaled:
-            pytest.skip("worker1 was killed by the side effect")
-        # The firewalls drop the probes (policy drop); the handshakes they cause are asserted, and the data
-        # ports' tests below carry real TCP connections across the mesh.
-        states = wireguard_check.assert_mesh({name: node(name) for name in HOSTS}, replies=False)
-        assert {state["address"] for state in states.values()} == {MESH[name] for name in HOSTS}
+    def test_the_ca_key_stays_on_the_data_host(self):
+        data_tls_check.assert_ca_key_only_on_data_host(node("data"), [node("edge"), node("gpu")])
 
-    def test_the_private_key_stays_on_its_host_and_out_of_the_config(self):
-        for name in ("edge", "data"):
-            key = node(name).file("/etc/wireguard/wg0.key")
-            assert key.exists and key.user == "root" and key.mode == 0o600, name
-            assert "PrivateKey" not in node(name).file("/etc/wireguard/wg0.conf").content_string, name
+    def test_consumer_hosts_verify_postgres_and_redis_with_the_private_ca(self):
+        for name in ("edge", "gpu"):
+            data_tls_check.assert_tls_verified(node(name), address("data"))
 
-    def test_the_added_host_joined_the_mesh_of_its_data_and_edge_hosts(self, scaled):
-        if not scaled:
-            pytest.skip("runs after the side effect")
-        keys = {name: node(name).check_output("wg show wg0 public-key").strip() for name in ("edge", "data", "worker2")}
-        for name in ("edge", "data"):
-            peers = node(name).check_output("wg show wg0 allowed-ips")
-            assert f"{keys['worker2']}\t{MESH['worker2']}/32" in peers, (name, peers)
-        shaken = wireguard_check.handshakes(node("worker2"))
-        assert shaken.get(keys["data"]), shaken
+    def test_plain_text_redis_gets_no_answer_on_the_published_port(self):
+        data_tls_check.assert_redis_plaintext_refused(node("edge"), address("data"))
+
+    def test_every_postgres_connection_from_another_host_is_encrypted(self):
+        # n8n main (edge) and the n8n worker (gpu) hold connections at least.
+        data_tls_check.assert_remote_postgres_clients_use_tls(node("data"), minimum=2)
 
 
 class TestWork:
@@ -227,7 +200,7 @@ class TestWork:
         assert task_id in node("gpu").check_output("docker logs aistack-fastapi-worker-gpu 2>&1")
 
     def test_comfyui_on_the_gpu_host_is_routed_by_traefik_on_the_edge(self, host, pebble_root):
-        # The edge's Traefik routes the public name to the GPU host's private address (the mesh),
+        # The edge's Traefik routes the public name to the GPU host's private address,
         # from a routes file the GPU host's run wrote there; the edge's own files are untouched.
         routes = node("edge").file("/opt/aistack/traefik/dynamic/routes-comfyui-aistack-multi-gpu.yml")
         assert routes.mode == 0o600 and f"http://{address('gpu')}:8188" in routes.content_string
