@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from worker_loss import HERE, PROBE, runner_hosts, sh
+from worker_loss import load_rows, runner_hosts, served_by, sh, start_load
 
 WORKER = "aistack-n8n-worker-1"
 
@@ -65,29 +65,16 @@ def main() -> None:
         parser.error("the removal command follows --")
 
     owners = runner_hosts(args.workers)
-    subprocess.run(["docker", "cp", str(HERE.parent / "shared" / "load_probe.py"), f"{args.edge}:{PROBE}"], check=True)
-    out, stop = "/tmp/drain.jsonl", "/tmp/drain.stop"
-    sh(args.edge, f"rm -f {out} {stop}")
     started = time.time()
     # Bounded: it stops at the stop file, or after 600 s at the latest.
-    sh(args.edge, f"LOAD_PROBE_BODY=1 nohup python3 {PROBE} {args.hostname} {args.path} {args.clients} 600 "
-                  f"{out} {stop} '{{\"seq\": 1}}' >/dev/null 2>&1 &")
+    out, stop = start_load(args.edge, args.hostname, args.path, args.clients, 600, "drain")
     time.sleep(10)  # both worker hosts hold executions
     run = subprocess.run(removal, capture_output=True, text=True, timeout=900)
     time.sleep(3)
     sh(args.edge, f"touch {stop}")
-    deadline = time.time() + 90
-    while time.time() < deadline and "load_probe" in sh(args.edge, "ps -eo args"):
-        time.sleep(2)
-    rows = [json.loads(line) for line in sh(args.edge, f"cat {out}").splitlines() if line.strip()]
+    rows = load_rows(args.edge, out, time.time() + 90)
     kills, deaths = docker_events(args.host, started, "kill"), docker_events(args.host, started, "die")
     left = sh(args.host, "docker ps -a --format '{{.Names}}' | grep -c '^aistack-.*\\(n8n\\|runner\\)' || true").strip()
-
-    def served_by(row: dict) -> str:
-        try:
-            return owners.get(json.loads(row.get("body") or "{}").get("runner", ""), "?")
-        except ValueError:
-            return "?"
 
     drain_start = kills[0] if kills else None
     drain_end = deaths[0] if deaths else None
@@ -97,10 +84,10 @@ def main() -> None:
         "sent": len(rows), "ok": sum(r["status"] == "200" for r in rows),
         "failed": sum(r["status"] != "200" for r in rows),
         "statuses": dict(Counter(r["status"] for r in rows)),
-        "hosts": dict(Counter(served_by(r) for r in rows if r["status"] == "200")),
+        "hosts": dict(Counter(served_by(r, owners) for r in rows if r["status"] == "200")),
         "drain_seconds": round(drain_end - drain_start, 1) if drain_start and drain_end else None,
         "in_flight_at_drain": {"sent": len(in_flight), "ok": sum(r["status"] == "200" for r in in_flight),
-                               "hosts": dict(Counter(served_by(r) for r in in_flight if r["status"] == "200"))},
+                               "hosts": dict(Counter(served_by(r, owners) for r in in_flight if r["status"] == "200"))},
         "n8n_containers_left": int(left or 0),
     }
     Path(args.report).write_text(json.dumps(report, indent=2))

@@ -48,6 +48,31 @@ def runner_hosts(hosts: list[str]) -> dict[str, str]:
     return owners
 
 
+def start_load(edge: str, hostname: str, path: str, clients: int, seconds: int, name: str) -> tuple[str, str]:
+    """load_probe.py in the background on the edge host; its output file and stop file."""
+    subprocess.run(["docker", "cp", str(HERE.parent / "shared" / "load_probe.py"), f"{edge}:{PROBE}"], check=True)
+    out, stop = f"/tmp/{name}.jsonl", f"/tmp/{name}.stop"
+    sh(edge, f"rm -f {out} {stop}")
+    sh(edge, f"LOAD_PROBE_BODY=1 nohup python3 {PROBE} {hostname} {path} {clients} {seconds} "
+             f"{out} {stop} '{{\"seq\": 1}}' >/dev/null 2>&1 &")
+    return out, stop
+
+
+def load_rows(edge: str, out: str, until: float) -> list[dict]:
+    """The probe's answers, once it has ended (or at `until`)."""
+    while time.time() < until and "load_probe" in sh(edge, "ps -eo args"):
+        time.sleep(2)
+    return [json.loads(line) for line in sh(edge, f"cat {out}").splitlines() if line.strip()]
+
+
+def served_by(row: dict, owners: dict[str, str]) -> str:
+    """The test host whose task runner answered (from the answer's runner host name)."""
+    try:
+        return owners.get(json.loads(row.get("body") or "{}").get("runner", ""), "?")
+    except ValueError:
+        return "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--edge", required=True)
@@ -64,28 +89,13 @@ def main() -> None:
     args = parser.parse_args()
 
     owners = runner_hosts(args.workers)
-    subprocess.run(["docker", "cp", str(HERE.parent / "shared" / "load_probe.py"), f"{args.edge}:{PROBE}"], check=True)
-    out, stop = "/tmp/worker-loss.jsonl", "/tmp/worker-loss.stop"
-    sh(args.edge, f"rm -f {out} {stop}")
     started = time.time()
-    sh(args.edge, f"LOAD_PROBE_BODY=1 nohup python3 {PROBE} {args.hostname} {args.path} {args.clients} {args.seconds} "
-                  f"{out} {stop} '{{\"seq\": 1}}' >/dev/null 2>&1 &")
+    out, _stop = start_load(args.edge, args.hostname, args.path, args.clients, args.seconds, "worker-loss")
     time.sleep(args.kill_after)
     killed = time.time()
     subprocess.run(["docker", "kill", args.victim], check=True, capture_output=True)
     # The probe stops by itself after --seconds; wait for its last answers (60 s timeout each).
-    deadline = started + args.seconds + 75
-    while time.time() < deadline:
-        if "load_probe" not in sh(args.edge, "ps -eo args"):
-            break
-        time.sleep(2)
-    rows = [json.loads(line) for line in sh(args.edge, f"cat {out}").splitlines() if line.strip()]
-
-    def served_by(row: dict) -> str:
-        try:
-            return owners.get(json.loads(row.get("body") or "{}").get("runner", ""), "?")
-        except ValueError:
-            return "?"
+    rows = load_rows(args.edge, out, started + args.seconds + 75)
 
     before = [r for r in rows if r["t1"] < killed]
     in_flight = [r for r in rows if r["t0"] < killed <= r["t1"]]
@@ -101,13 +111,13 @@ def main() -> None:
         "clients": args.clients, "seconds": args.seconds, "kill_after": args.kill_after, "victim": args.victim,
         "sent": len(rows),
         "before": {"sent": len(before), "ok": sum(r["status"] == "200" for r in before),
-                   "hosts": dict(Counter(served_by(r) for r in before if r["status"] == "200"))},
+                   "hosts": dict(Counter(served_by(r, owners) for r in before if r["status"] == "200"))},
         "in_flight_at_kill": {"sent": len(in_flight), "ok": sum(r["status"] == "200" for r in in_flight),
                               "statuses": dict(Counter(r["status"] for r in in_flight))},
         "after": {"sent": len(after), "ok": sum(r["status"] == "200" for r in after),
                   "failed": sum(r["status"] != "200" for r in after),
                   "statuses": dict(Counter(r["status"] for r in after)),
-                  "hosts": dict(Counter(served_by(r) for r in after if r["status"] == "200")),
+                  "hosts": dict(Counter(served_by(r, owners) for r in after if r["status"] == "200")),
                   "p50_s": sorted(r["t1"] - r["t0"] for r in after)[len(after) // 2] if after else None},
         "executions_by_status": {k: int(v) for k, v in statuses.items()},
         "executions_lost": sum(int(v) for k, v in statuses.items() if k not in ("success", "error")),
