@@ -123,7 +123,8 @@ class TestPrivateNetwork:
     def test_data_ports_are_published_on_the_private_address_only(self):
         data = address("data")
         assert node("data").check_output("docker port aistack-postgres").splitlines() == [f"5432/tcp -> {data}:5432"]
-        assert node("data").check_output("docker port aistack-redis").splitlines() == [f"6379/tcp -> {data}:6379"]
+        # With TLS between hosts, the published 6379 is Redis' TLS listener (6380 in the container).
+        assert node("data").check_output("docker port aistack-redis").splitlines() == [f"6380/tcp -> {data}:6379"]
         assert node("gpu").check_output("docker port aistack-ollama").splitlines() == \
             [f"11434/tcp -> {address('gpu')}:11434"]
         # Nothing of the stack is published on the edge but Traefik's 80/443.
