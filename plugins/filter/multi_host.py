@@ -149,9 +149,8 @@ def multi_host_plan(host: str, groups: Mapping[str, Sequence[str]], hostvars: Ma
         "remote_services": remote,
         "secrets_host": data,
         "edge_host": edge,
-        # Traefik on the edge routes every public name; a service of another host is
-        # routed to its private address. Several GPU hosts: the first serves ComfyUI's.
-        "routes_host": edge,
+        # Traefik on the edge host routes every public name; a service of another host
+        # is routed to its private address. Several GPU hosts: the first serves ComfyUI's.
         "public_routes": host == edge or (in_gpu and host == gpu[0]),
         "firewall_tcp_sources": [{"port": port, "sources": srcs} for port, srcs in sorted(sources.items())],
         "monitoring_server": "monitoring_server" in runs[host],

@@ -69,7 +69,7 @@ def test_several_gpu_hosts_share_the_consumers():
 
 def test_public_routes_are_written_to_the_edge_and_only_one_comfyui_is_public():
     groups = {"multi_gpu": ["gpu", "gpu2"], "multi_workers": ["w1"]}
-    assert {plan(h, **groups)["routes_host"] for h in ("edge", "w1", "gpu", "gpu2")} == {"edge"}
+    assert {plan(h, **groups)["edge_host"] for h in ("edge", "w1", "gpu", "gpu2")} == {"edge"}
     assert [plan(h, **groups)["public_routes"] for h in ("edge", "gpu", "gpu2")] == [True, True, False]
     # Traefik reaches ComfyUI on the GPU host: the edge is admitted to its port.
     rules = {rule["port"]: rule["sources"] for rule in plan("gpu")["firewall_tcp_sources"]}
