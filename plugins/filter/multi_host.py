@@ -59,7 +59,8 @@ def _address(hostvars: Mapping[str, Any], host: str, wireguard: bool) -> str:
     if not given:
         raise AnsibleFilterError(
             f"multi_host: no private address for {host}: set multi_host_private_address for it (or let the play "
-            "gather its facts: its default IPv4 address is used)")
+            "gather its facts: its default IPv4 address is used; a host that is down gives none: take it out of "
+            "the inventory, or set its address)")
     try:
         ipaddress.IPv4Address(str(given))
     except ValueError as exc:
