@@ -2,7 +2,8 @@
 
 Runs twice: after converge (+ idempotence + check mode: 0 changed), and after
 side_effect, which added a fifth host with --limit (no container elsewhere
-recreated) and then killed worker1 under load. Every test runs once, from the
+recreated), killed worker1 under load, then drained the fifth host's n8n
+workers under load. Every test runs once, from the
 controller, reaching each host through the molecule inventory; public names
 are reached through Traefik on the edge host with Pebble's certificate.
 """
@@ -20,6 +21,7 @@ import testinfra
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from testlib import assert_no_secret_in, pebble_root as fetch_pebble_root, phase, probe, secret  # noqa: E402
 import data_tls_check  # noqa: E402
+import wireguard_check  # noqa: E402
 
 # Each test runs once (on the edge host's connection); the others are reached through node().
 testinfra_hosts = ["ansible://aistack-multi-edge"]
@@ -31,6 +33,8 @@ GRAFANA = "grafana.aistack.test"
 COMFY = "comfy.aistack.test"
 PATH = "/webhook/multi-host-where"
 HOSTS = ["edge", "data", "worker1", "gpu"]
+# converge.yml's WireGuard play (molecule.yml host_vars).
+MESH = {"edge": "10.77.0.1", "data": "10.77.0.2", "worker1": "10.77.0.3", "gpu": "10.77.0.4"}
 
 
 def node(name: str):
@@ -110,7 +114,7 @@ class TestPlacement:
         key = node("data").file("/etc/aistack/secrets/n8n_encryption_key").content_string.strip()
         digest = "sha256sum {} | cut -c1-64"
         edge = node("edge").check_output(digest.format("/opt/aistack/n8n/secrets/n8n/N8N_ENCRYPTION_KEY"))
-        workers = ["gpu"] + (["worker2"] if scaled else ["worker1"])
+        workers = ["gpu"] + ([] if scaled else ["worker1"])  # worker1 killed, worker2's n8n drained and removed
         for name in workers:
             theirs = node(name).check_output(digest.format("/opt/aistack/n8n/secrets/worker-1/N8N_ENCRYPTION_KEY"))
             assert theirs == edge, name
@@ -167,6 +171,30 @@ class TestDataTLS:
     def test_every_postgres_connection_from_another_host_is_encrypted(self):
         # n8n main (edge) and the n8n worker (gpu) hold connections at least.
         data_tls_check.assert_remote_postgres_clients_use_tls(node("data"), minimum=2)
+
+
+class TestMesh:
+    """The WireGuard role's mesh of the four hosts (wireguard-go: no kernel module in the test hosts)."""
+
+    def test_every_member_peers_with_every_other_and_shakes_hands(self, scaled):
+        if scaled:
+            pytest.skip("worker1 was killed by the side effect")
+        # The firewalls drop the probes (policy drop on input, only UDP 51820 let in): the
+        # handshakes the probes cause are asserted for every pair.
+        states = wireguard_check.assert_mesh({name: node(name) for name in HOSTS}, replies=False)
+        assert {name: state["address"] for name, state in states.items()} == MESH
+
+    def test_the_private_key_stays_on_its_host_and_out_of_the_config(self):
+        for name in ("edge", "gpu"):
+            key = node(name).file("/etc/wireguard/wg0.key")
+            assert key.exists and key.user == "root" and key.mode == 0o600, name
+            assert "PrivateKey" not in node(name).file("/etc/wireguard/wg0.conf").content_string, name
+
+    def test_no_kernel_or_initramfs_came_with_the_packages(self):
+        # apt's recommends of wireguard-tools pulled a kernel image and initramfs-tools (minutes per host).
+        listed = node("data").run("dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' 'linux-image-*' initramfs-tools")
+        assert not [line for line in listed.stdout.splitlines() if line.startswith("ii")], listed.stdout
+        assert node("data").package("wireguard-tools").is_installed
 
 
 class TestWork:
@@ -246,10 +274,10 @@ class TestScaleOut:
         assert "ESTABLISH" in output, "not a -vvv output"
         assert_no_secret_in(node("data"), output, "the scale-out run at -vvv")
 
-    def test_the_new_host_runs_a_worker_and_reaches_the_data_ports(self, scaled):
+    def test_the_new_host_reaches_the_data_ports(self, scaled):
+        # Its worker took executions (TestWorkerLoss) until its drain removed it (TestDrain).
         if not scaled:
             pytest.skip("runs after the side effect")
-        assert {"aistack-n8n-worker-1", "aistack-worker-1-runner"} <= containers("worker2")
         assert tcp_open("worker2", address("data"), 5432)
         assert tcp_open("worker2", address("data"), 6379)
 
@@ -269,3 +297,21 @@ class TestWorkerLoss:
         # The new host takes executions.
         assert report["after"]["hosts"].get("aistack-multi-worker2", 0) > 0, report
 
+
+class TestDrain:
+    """The fifth host's n8n workers removed under load, worker1 still dead: what they held
+    was finished by them, nothing was lost, the GPU host served the rest."""
+
+    def test_removal_drained_the_host(self, scaled):
+        if not scaled:
+            pytest.skip("runs after the side effect")
+        report = json.loads((EPHEMERAL / "drain.json").read_text())
+        print(json.dumps(report, indent=2))
+        assert report["removal_rc"] == 0, report
+        assert report["failed"] == 0 and report["sent"] > 0, report
+        # Requests the host held when its SIGTERM came were answered by it: its workers drained.
+        assert report["in_flight_at_drain"]["hosts"].get("aistack-multi-worker2", 0) > 0, report
+        assert report["hosts"].get("aistack-multi-gpu", 0) > 0, report
+        assert report["drain_seconds"] is not None and report["drain_seconds"] <= 40, report
+        assert report["n8n_containers_left"] == 0, report
+        assert not {name for name in containers("worker2") if "n8n" in name or "runner" in name}
