@@ -118,7 +118,9 @@ def main() -> None:
                   "failed": sum(r["status"] != "200" for r in after),
                   "statuses": dict(Counter(r["status"] for r in after)),
                   "hosts": dict(Counter(served_by(r, owners) for r in after if r["status"] == "200")),
-                  "p50_s": sorted(r["t1"] - r["t0"] for r in after)[len(after) // 2] if after else None},
+                  "p50_s": sorted(r["t1"] - r["t0"] for r in after)[len(after) // 2] if after else None,
+                  # The slowest answer: a job the dead host's connection took waits for the stalled-job check.
+                  "max_s": round(max(r["t1"] - r["t0"] for r in after), 1) if after else None},
         "executions_by_status": {k: int(v) for k, v in statuses.items()},
         "executions_lost": sum(int(v) for k, v in statuses.items() if k not in ("success", "error")),
     }
