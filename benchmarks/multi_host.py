@@ -11,10 +11,16 @@ runners work too) is sent twice:
 Prints requests/s, p50 and p99 for each and the ratio two/one, and writes them
 to .cache/bench-multi-host.json. worker1's worker is started again at the end.
 
+--worker-loss then kills the worker1 host under load (molecule/multi_host/
+worker_loss.py, the scenario's drill: 4 clients, the kill 12 s in, 45 s in
+all) and keeps its figures (requests before, in flight at and after the kill,
+who served them, executions by status) in the same file. It leaves worker1
+dead: `molecule destroy -s multi_host` afterwards.
+
 Not a timed test: the figures depend on the machine. On this project's CI kind
 every test host shares the same two cores, so a second worker host adds
 executors, not CPU: docs/multi_host.md says what the ratio means there.
-usage: benchmarks/multi_host.py [CLIENTS] [SECONDS]   (defaults 8 and 40)
+usage: benchmarks/multi_host.py [CLIENTS] [SECONDS] [--worker-loss]   (defaults 8 and 40)
 """
 
 from __future__ import annotations
@@ -48,9 +54,21 @@ def load(clients: int, seconds: int) -> dict:
             "p99_s": round(ok[min(len(ok) - 1, int(len(ok) * 0.99))], 3) if ok else None}
 
 
+def worker_loss() -> dict:
+    """The scenario's worker-loss drill against the converged hosts; its report."""
+    report = ROOT / ".cache" / "bench-multi-host-worker-loss.json"
+    subprocess.run([sys.executable, str(ROOT / "molecule" / "multi_host" / "worker_loss.py"), "--edge", EDGE,
+                    "--data", "aistack-multi-data", "--victim", WORKER, "--workers", WORKER, "aistack-multi-gpu",
+                    "--hostname", HOSTNAME, "--path", PATH, "--workflow-id", "aistackMultiWhere",
+                    "--report", str(report)], check=False)
+    return json.loads(report.read_text())
+
+
 def main() -> None:
-    clients = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 40
+    flags = [arg for arg in sys.argv[1:] if arg.startswith("--")]
+    positional = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    clients = int(positional[0]) if positional else 8
+    seconds = int(positional[1]) if len(positional) > 1 else 40
     subprocess.run(["docker", "cp", str(ROOT / "molecule" / "shared" / "load_probe.py"), f"{EDGE}:{PROBE}"], check=True)
     load(2, 5)  # warm-up: compiled workflow, connections
     two = load(clients, seconds)
@@ -67,8 +85,10 @@ def main() -> None:
         print(f"{label:<14}{row['per_second']:>8}{row['p50_s']:>8}{row['p99_s']:>8}{row['ok']:>6}/{row['requests']:<5}")
     print(f"ratio two/one: {ratio}")
     (ROOT / ".cache").mkdir(exist_ok=True)
-    (ROOT / ".cache" / "bench-multi-host.json").write_text(json.dumps(
-        {"clients": clients, "seconds": seconds, "two": two, "one": one, "ratio": ratio}, indent=2))
+    figures = {"clients": clients, "seconds": seconds, "two": two, "one": one, "ratio": ratio}
+    if "--worker-loss" in flags:
+        figures["worker_loss"] = worker_loss()  # prints its own table
+    (ROOT / ".cache" / "bench-multi-host.json").write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
