@@ -69,6 +69,7 @@ def main() -> None:
     positional = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
     clients = int(positional[0]) if positional else 8
     seconds = int(positional[1]) if len(positional) > 1 else 40
+    sh(EDGE, f"mkdir -p {Path(PROBE).parent}")  # after a bare converge nothing has made it yet
     subprocess.run(["docker", "cp", str(ROOT / "molecule" / "shared" / "load_probe.py"), f"{EDGE}:{PROBE}"], check=True)
     load(2, 5)  # warm-up: compiled workflow, connections
     two = load(clients, seconds)
@@ -78,6 +79,9 @@ def main() -> None:
         one = load(clients, seconds)
     finally:
         sh(WORKER, "docker start aistack-n8n-worker-1 aistack-worker-1-runner >/dev/null")
+        # Healthy (registered with the queue) before anything else is measured.
+        sh(WORKER, "for _ in $(seq 120); do [ \"$(docker inspect --format '{{.State.Health.Status}}' aistack-n8n-worker-1)\" "
+                   "= healthy ] && exit 0; sleep 1; done; exit 1", timeout=180)
     ratio = round(two["per_second"] / one["per_second"], 2) if one["per_second"] else None
     print(f"webhook -> Code node -> respond, {clients} clients, {seconds} s each, through Traefik on {EDGE}")
     print(f"{'worker hosts':<14}{'req/s':>8}{'p50 s':>8}{'p99 s':>8}{'ok/sent':>12}")
