@@ -65,7 +65,7 @@ class Report:
             print(f"  {'ok  ' if ok else 'FAIL'} {name:<48} {seconds:7.0f}s")
             # The cause right under the line: CI often shows only the end of the output.
             if not ok and detail:
-                print(f"       {detail[:600]}")
+                print(f"       {detail[:2000]}")
         print(f"{passed} passed, {failed} failed")
         return 0 if failed == 0 and passed > 0 else 1
 
@@ -459,6 +459,10 @@ def first_error(output: str) -> str:
         if found:
             match = found[-1] if index == 0 else found[0]
             line = match.group(0).strip()
+            if index == 0 and line.endswith("{"):
+                # A multi-line result (YAML/pretty callbacks): the message is in its body.
+                body = text[match.end():].split("\n}", 1)[0]
+                line += " ".join(part.strip() for part in body.splitlines()) + " }"
             tasks = TASK_HEADER.findall(text, 0, match.start()) if index == 0 else []
             return f"{tasks[-1]}: {line}" if tasks else line
     return ""

@@ -31,3 +31,10 @@ def test_a_failed_task_outranks_a_failed_test_and_the_first_assertion_line_is_ke
 def test_only_ignored_failures_fall_through_to_the_next_kind():
     assert run.first_error("fatal: [h]: FAILED! => {}\n...ignoring\nCRITICAL Ansible return code was 2\n") == \
         "CRITICAL Ansible return code was 2"
+
+
+def test_a_multi_line_result_keeps_its_message():
+    output = ('TASK [Everything came back by itself] ***\nfatal: [h]: FAILED! => {\n    "assertion": "x",\n'
+              '    "msg": [\n        "FAIL: aistack-redis: 2 of 9 requests failed"\n    ]\n}\nPLAY RECAP ***\n')
+    assert run.first_error(output) == ('Everything came back by itself: fatal: [h]: FAILED! => { "assertion": "x", '
+                                       '"msg": [ "FAIL: aistack-redis: 2 of 9 requests failed" ] }')
