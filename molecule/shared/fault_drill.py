@@ -208,7 +208,8 @@ class Drill:
             time.sleep(5)
         late = self.count_executions(args.queue_workflow, sent_from - 5, sent_until + 5, started_after=booted_at)
         self.report["reboot"] = {
-            "queued_sent": len(answers), "queued_accepted": accepted, "down_s": round(down_at - sent_until, 1),
+            "queued_sent": len(answers), "queued_accepted": accepted, "queued_in_s": round(sent_until - sent_from, 1),
+            "down_s": round(down_at - sent_until, 1),
             "healthy_after_boot_s": round(healthy_at - booted_at, 1) if healthy_at else None,
             "code_node_through_traefik": facts, "executions": statuses, "started_after_boot": late}
         self.window(sent_until, "reboot")
@@ -221,7 +222,8 @@ class Drill:
         if sum(statuses.values()) != accepted or not set(statuses) <= final:
             self.failures.append(f"reboot: the queued executions did not all end: {statuses} of {accepted}")
         if not late or set(late) != {"success"}:
-            self.failures.append(f"reboot: no queued execution waited out the restart, or one that did failed: {late}")
+            self.failures.append(f"reboot: no queued execution waited out the restart, or one that did failed: {late} "
+                                 f"(the {accepted} jobs were queued in {sent_until - sent_from:.0f} s)")
 
     def table(self) -> str:
         lines = ["| fault | recovery s | sent | ok | failed (during) | after recovery: sent / failed | executions "
@@ -233,7 +235,7 @@ class Drill:
         reboot = self.report["reboot"]
         if reboot:
             lines.append(f"| reboot | {reboot['healthy_after_boot_s']} (healthy after boot) | {reboot['queued_sent']} "
-                         f"queued | {reboot['queued_accepted']} accepted | | Code node after boot: "
+                         f"queued in {reboot['queued_in_s']} s | {reboot['queued_accepted']} accepted | | Code node after boot: "
                          f"{reboot['code_node_through_traefik']} | {reboot['executions']}; started after boot: "
                          f"{reboot['started_after_boot']} | |")
         return "\n".join(lines)

@@ -10,7 +10,7 @@ multi_host's worker_loss.py) read it to count what was answered before,
 during and after a fault.
 
 usage: load_probe.py HOSTNAME PATH CLIENTS SECONDS OUTFILE STOPFILE [BODY [METHOD]]
-       load_probe.py --send N HOSTNAME PATH   (N requests one after another; prints each status)
+       load_probe.py --send N HOSTNAME PATH   (N requests, 8 at a time; prints each status)
 """
 
 import http.client
@@ -21,6 +21,7 @@ import ssl
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 
 def post(hostname: str, path: str, body: bytes, method: str = "POST") -> str:
@@ -45,7 +46,11 @@ def request(hostname: str, path: str, body: bytes, method: str = "POST") -> tupl
 def main() -> None:
     if sys.argv[1] == "--send":
         count, hostname, path = int(sys.argv[2]), sys.argv[3], sys.argv[4]
-        print(" ".join(post(hostname, path, b"{}") for _ in range(count)))
+        # Eight at a time: the reboot drill must queue more jobs than the workers take
+        # before the first ones end (its workflow waits 30 s); one after another on a
+        # loaded host took long enough for the workers to start them all.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            print(" ".join(pool.map(lambda _: post(hostname, path, b"{}"), range(count))))
         return
     hostname, path, clients, seconds, outfile, stopfile = sys.argv[1:7]
     body = (sys.argv[7] if len(sys.argv) > 7 else "{}").encode()
