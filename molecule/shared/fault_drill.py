@@ -223,7 +223,7 @@ class Drill:
             self.failures.append(f"reboot: the queued executions did not all end: {statuses} of {accepted}")
         if not late or set(late) != {"success"}:
             self.failures.append(f"reboot: no queued execution waited out the restart, or one that did failed: {late} "
-                                 f"(the {accepted} jobs were queued in {sent_until - sent_from:.0f} s)")
+                                 f"(the {accepted} jobs were queued in {self.report['reboot']['queued_in_s']} s)")
 
     def table(self) -> str:
         lines = ["| fault | recovery s | sent | ok | failed (during) | after recovery: sent / failed | executions "
