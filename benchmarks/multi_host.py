@@ -12,7 +12,7 @@ Prints requests/s, p50 and p99 for each and the ratio two/one, and writes them
 to .cache/bench-multi-host.json. worker1's worker is started again at the end.
 
 --worker-loss then kills the worker1 host under load (molecule/multi_host/
-worker_loss.py, the scenario's drill: 4 clients, the kill 12 s in, 45 s in
+worker_loss.py, the scenario's drill: 8 clients, the kill 12 s in, 45 s in
 all) and keeps its figures (requests before, in flight at and after the kill,
 who served them, executions by status) in the same file. It leaves worker1
 dead: `molecule destroy -s multi_host` afterwards.

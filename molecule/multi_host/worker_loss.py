@@ -3,20 +3,24 @@
 Run on the molecule controller (the test hosts are containers of its Docker
 daemon). load_probe.py, inside the edge host, sends a bounded load (CLIENTS
 clients, SECONDS seconds at most) to a Code-node workflow through Traefik;
+8 clients by default: each client waits up to 60 s on a request the dead host
+held, so with few clients all of them can be stuck past the run's end;
 after --kill-after seconds the worker host is killed (`docker kill`: its
 systemd, Docker Engine, n8n worker and task runner die at once, as in a power
 loss). Every answer names the task runner that ran it, which names the host.
 
 Figures (printed as a table and written to --report as JSON):
   - requests sent, answered 200, failed, before and after the kill, and in
-    flight at the kill;
+    flight at the kill (started before the host had stopped, answered after
+    the signal was sent: `docker kill` returns before the host is gone, so
+    the drill waits for it with `docker wait`);
   - after the kill: which hosts served (never the dead one);
   - executions of the workflow in n8n's database (on the data host) by final
     status, and how many started in the window were lost (never finished).
 Rule (exit 1 when broken): every request STARTED after the kill is answered 200.
 
 usage: worker_loss.py --edge HOST --data HOST --victim HOST --hostname n8n.example --path /webhook/x
-                      [--clients 4] [--seconds 45] [--kill-after 12] --report FILE
+                      [--clients 8] [--seconds 45] [--kill-after 12] --report FILE
 """
 
 import argparse
@@ -82,7 +86,7 @@ def main() -> None:
     parser.add_argument("--hostname", required=True)
     parser.add_argument("--path", required=True)
     parser.add_argument("--workflow-id", required=True)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=45)
     parser.add_argument("--kill-after", type=int, default=12)
     parser.add_argument("--report", required=True)
@@ -92,13 +96,18 @@ def main() -> None:
     started = time.time()
     out, _stop = start_load(args.edge, args.hostname, args.path, args.clients, args.seconds, "worker-loss")
     time.sleep(args.kill_after)
-    killed = time.time()
+    # The kill is a window, not an instant: `docker kill` only sends the signal, and on a
+    # loaded host the worker can still take a job before it is gone. A request started
+    # inside that window counts as in flight; "after" starts once the host has stopped.
+    kill_sent = time.time()
     subprocess.run(["docker", "kill", args.victim], check=True, capture_output=True)
+    subprocess.run(["docker", "wait", args.victim], check=True, capture_output=True)
+    killed = time.time()
     # The probe stops by itself after --seconds; wait for its last answers (60 s timeout each).
     rows = load_rows(args.edge, out, started + args.seconds + 75)
 
-    before = [r for r in rows if r["t1"] < killed]
-    in_flight = [r for r in rows if r["t0"] < killed <= r["t1"]]
+    before = [r for r in rows if r["t1"] < kill_sent]
+    in_flight = [r for r in rows if r["t0"] < killed and r["t1"] >= kill_sent]
     after = [r for r in rows if r["t0"] >= killed]
     # Let stalled jobs be picked up again (BullMQ's stalled-job check) before counting executions.
     time.sleep(40)
@@ -109,6 +118,7 @@ def main() -> None:
         args.data, f"docker exec aistack-postgres psql -qtA -U postgres -d n8n -c {json.dumps(query)}").split())
     report = {
         "clients": args.clients, "seconds": args.seconds, "kill_after": args.kill_after, "victim": args.victim,
+        "kill_took_s": round(killed - kill_sent, 2),
         "sent": len(rows),
         "before": {"sent": len(before), "ok": sum(r["status"] == "200" for r in before),
                    "hosts": dict(Counter(served_by(r, owners) for r in before if r["status"] == "200"))},
@@ -126,7 +136,7 @@ def main() -> None:
     }
     Path(args.report).write_text(json.dumps(report, indent=2))
     print(f"worker host {args.victim} killed after {args.kill_after} s of {args.clients} clients "
-          f"({len(rows)} requests in all)")
+          f"(gone {killed - kill_sent:.2f} s after the signal; {len(rows)} requests in all)")
     print(f"{'':24}{'sent':>6}{'200':>6}  served by")
     print(f"{'before the kill':24}{len(before):>6}{report['before']['ok']:>6}  {report['before']['hosts']}")
     print(f"{'in flight at the kill':24}{len(in_flight):>6}{report['in_flight_at_kill']['ok']:>6}  "

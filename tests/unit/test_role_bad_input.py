@@ -90,6 +90,7 @@ CASES = {
     "redis: bad maxmemory": ("redis", {"redis_maxmemory": "lots"}, r"redis_maxmemory=lots is not a Redis size"),
     "redis: bad policy": ("redis", {"redis_maxmemory_policy": "lru"}, r"redis_maxmemory_policy.*one of"),
     "redis: negative keepalive": ("redis", {"redis_tcp_keepalive_seconds": -1}, r"redis_tcp_keepalive_seconds=-1 must be 0"),
+    "redis: dead clients kept for minutes": ("redis", {"redis_tcp_retries2": 20}, r"redis_tcp_retries2=20\s+must be within 3-15"),
     "redis: acl user without permissions": ("redis", {"redis_acl_users": [{"name": "celery"}]}, r"redis_acl_users needs entries"),
     "traefik: too old for Docker 29": ("traefik", {"traefik_image": "traefik:v3.1.2", "traefik_dashboard_hostname": "t.example.com"}, r"v3.6 or newer"),
     "traefik: login rate limit of zero": (

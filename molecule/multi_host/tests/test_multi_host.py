@@ -297,6 +297,12 @@ class TestWorkerLoss:
         # The new host takes executions.
         assert report["after"]["hosts"].get("aistack-multi-worker2", 0) > 0, report
 
+    def test_redis_drops_a_dead_worker_hosts_connections_in_seconds(self):
+        # A dead host's pending "next job" commands take jobs until Redis gives up
+        # retransmitting to it: redis_tcp_retries2 (4, ~6 s), not Linux's 15 (~15 min).
+        retries = node("data").check_output("docker exec aistack-redis cat /proc/sys/net/ipv4/tcp_retries2")
+        assert retries.strip() == "4"
+
 
 class TestDrain:
     """The fifth host's n8n workers removed under load, worker1 still dead: what they held
