@@ -8,6 +8,8 @@ held, so with few clients all of them can be stuck past the run's end;
 after --kill-after seconds the worker host is killed (`docker kill`: its
 systemd, Docker Engine, n8n worker and task runner die at once, as in a power
 loss). Every answer names the task runner that ran it, which names the host.
+The dying processes' sockets still send their FIN or RST; --silent first cuts
+the host off the network, so nothing is sent (a power cut or a lost link).
 
 Figures (printed as a table and written to --report as JSON):
   - requests sent, answered 200, failed, before and after the kill, and in
@@ -20,7 +22,7 @@ Figures (printed as a table and written to --report as JSON):
 Rule (exit 1 when broken): every request STARTED after the kill is answered 200.
 
 usage: worker_loss.py --edge HOST --data HOST --victim HOST --hostname n8n.example --path /webhook/x
-                      [--clients 8] [--seconds 45] [--kill-after 12] --report FILE
+                      [--clients 8] [--seconds 45] [--kill-after 12] [--silent] --report FILE
 """
 
 import argparse
@@ -50,6 +52,17 @@ def runner_hosts(hosts: list[str]) -> dict[str, str]:
             continue
         owners.update({container[:12]: host for container in ids})
     return owners
+
+
+def silence(victim: str) -> None:
+    """Drop everything in and out of the host's network namespace (raw table, so its
+    containers' forwarded packets too) before it dies: a power loss or a cut link, where
+    the processes' sockets are never closed towards Redis or Postgres. Needs root."""
+    pid = subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}}", victim],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    for chain in ("PREROUTING", "OUTPUT"):
+        subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-t", "raw", "-I", chain, "-j", "DROP"],
+                       check=True, capture_output=True)
 
 
 def start_load(edge: str, hostname: str, path: str, clients: int, seconds: int, name: str) -> tuple[str, str]:
@@ -90,6 +103,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=45)
     parser.add_argument("--kill-after", type=int, default=12)
     parser.add_argument("--report", required=True)
+    parser.add_argument("--silent", action="store_true",
+                        help="cut the host off the network before the kill: no FIN or RST reaches anyone")
     args = parser.parse_args()
 
     owners = runner_hosts(args.workers)
@@ -100,6 +115,8 @@ def main() -> None:
     # loaded host the worker can still take a job before it is gone. A request started
     # inside that window counts as in flight; "after" starts once the host has stopped.
     kill_sent = time.time()
+    if args.silent:
+        silence(args.victim)
     subprocess.run(["docker", "kill", args.victim], check=True, capture_output=True)
     subprocess.run(["docker", "wait", args.victim], check=True, capture_output=True)
     killed = time.time()
@@ -118,7 +135,7 @@ def main() -> None:
         args.data, f"docker exec aistack-postgres psql -qtA -U postgres -d n8n -c {json.dumps(query)}").split())
     report = {
         "clients": args.clients, "seconds": args.seconds, "kill_after": args.kill_after, "victim": args.victim,
-        "kill_took_s": round(killed - kill_sent, 2),
+        "kill_took_s": round(killed - kill_sent, 2), "silent": args.silent,
         "sent": len(rows),
         "before": {"sent": len(before), "ok": sum(r["status"] == "200" for r in before),
                    "hosts": dict(Counter(served_by(r, owners) for r in before if r["status"] == "200"))},
@@ -135,7 +152,7 @@ def main() -> None:
         "executions_lost": sum(int(v) for k, v in statuses.items() if k not in ("success", "error")),
     }
     Path(args.report).write_text(json.dumps(report, indent=2))
-    print(f"worker host {args.victim} killed after {args.kill_after} s of {args.clients} clients "
+    print(f"worker host {args.victim} {'cut off and ' if args.silent else ''}killed after {args.kill_after} s of {args.clients} clients "
           f"(gone {killed - kill_sent:.2f} s after the signal; {len(rows)} requests in all)")
     print(f"{'':24}{'sent':>6}{'200':>6}  served by")
     print(f"{'before the kill':24}{len(before):>6}{report['before']['ok']:>6}  {report['before']['hosts']}")
