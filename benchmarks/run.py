@@ -159,6 +159,8 @@ def connection_rows() -> list[tuple[str, str, str]]:
     mitogen = mitogen_env()
     if mitogen:
         variants.append(("SSH with Mitogen (mitogen_linear)", ssh, {**fresh_key, **mitogen}))
+        # What the test suite's converge, idempotence and check runs use (docs/testing.md).
+        variants.append(("community.docker.docker with Mitogen (mitogen_linear)", [], mitogen))
     for label, extra, env in variants:
         try:
             playbook(*extra, env=env)  # warm: ControlPersist master, fact cache
