@@ -159,8 +159,11 @@ def connection_rows() -> list[tuple[str, str, str]]:
     mitogen = mitogen_env()
     if mitogen:
         variants.append(("SSH with Mitogen (mitogen_linear)", ssh, {**fresh_key, **mitogen}))
-        # What the test suite's converge, idempotence and check runs use (docs/testing.md).
-        variants.append(("community.docker.docker with Mitogen (mitogen_linear)", [], mitogen))
+        # mitogen_linear leaves community.docker.docker to the plain plugin (it maps connections by
+        # short name only): the suite's strategy maps the FQCN, as its converges use it (docs/testing.md).
+        variants.append(("community.docker.docker with Mitogen (tests/mitogen/aistack_mitogen_linear)", [],
+                         {"ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "tests" / "mitogen"),
+                          "ANSIBLE_STRATEGY": "aistack_mitogen_linear"}))
     for label, extra, env in variants:
         try:
             playbook(*extra, env=env)  # warm: ControlPersist master, fact cache

@@ -126,7 +126,8 @@ def main() -> None:
     before = [r for r in rows if r["t1"] < kill_sent]
     in_flight = [r for r in rows if r["t0"] < killed and r["t1"] >= kill_sent]
     after = [r for r in rows if r["t0"] >= killed]
-    # Let stalled jobs be picked up again (BullMQ's stalled-job check) before counting executions.
+    # Let the stalled-job check settle the dead host's jobs (n8n fails them, it never re-runs one)
+    # before counting executions.
     time.sleep(40)
     query = ("SELECT status, count(*) FROM execution_entity WHERE \"workflowId\" = '{wf}' "
              "AND \"createdAt\" >= to_timestamp({t0}) GROUP BY status ORDER BY status").format(wf=args.workflow_id,
@@ -152,7 +153,8 @@ def main() -> None:
         "executions_lost": sum(int(v) for k, v in statuses.items() if k not in ("success", "error")),
     }
     Path(args.report).write_text(json.dumps(report, indent=2))
-    print(f"worker host {args.victim} {'cut off and ' if args.silent else ''}killed after {args.kill_after} s of {args.clients} clients "
+    how = "cut off and killed" if args.silent else "killed"
+    print(f"worker host {args.victim} {how} after {args.kill_after} s of {args.clients} clients "
           f"(gone {killed - kill_sent:.2f} s after the signal; {len(rows)} requests in all)")
     print(f"{'':24}{'sent':>6}{'200':>6}  served by")
     print(f"{'before the kill':24}{len(before):>6}{report['before']['ok']:>6}  {report['before']['hosts']}")
