@@ -7,19 +7,21 @@ from pathlib import Path
 
 import testinfra.host
 
-# runc, under load, now and then fails to START a process in a running
+# runc, under load, now and then fails to START a process: in a running
 # container ("OCI runtime exec failed ... read init-p: connection reset by
-# peer", exit 126; moby#42953, runc#2662): nothing ran, so running the command
-# again is safe. Only that start failure is retried; any other result (the
-# command's own failure included) is returned as it is.
-_RUNC_START_FAILURE = re.compile(r"OCI runtime exec failed: .*(init-p: connection reset by peer|preliminary setup)")
+# peer", an exec exits 126) or in a new one ("OCI runtime create failed
+# ... waiting for init preliminary setup: read init-p", `docker run` exits 125;
+# seen in CI on 2026-12-04; moby#42953, runc#2662): nothing ran, so running the
+# command again is safe. Only that start failure is retried; any other result
+# (the command's own failure included) is returned as it is.
+_RUNC_START_FAILURE = re.compile(r"OCI runtime (exec|create) failed: .*(init-p: connection reset by peer|preliminary setup)")
 _run = testinfra.host.Host.run
 
 
 def _run_retrying_runc_start_failures(self, command, *args, **kwargs):
     for attempt in range(3):
         result = _run(self, command, *args, **kwargs)
-        if result.rc != 126 or not _RUNC_START_FAILURE.search(result.stdout + result.stderr):
+        if result.rc not in (125, 126) or not _RUNC_START_FAILURE.search(result.stdout + result.stderr):
             return result
         time.sleep(1 + attempt)
     return result

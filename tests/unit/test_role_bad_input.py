@@ -133,6 +133,8 @@ CASES = {
     "n8n: no Postgres connections": ("n8n", {"n8n_db_pool_size": 0}, r"n8n_db_pool_size \(0\) >= 1"),
     "n8n: stalled-job checks off": ("n8n", {"n8n_queue_stalled_check_seconds": 0}, r"n8n_queue_stalled_check_seconds \(0\) >= 1"),
     "n8n: job lease shorter than its renewals": ("n8n", {"n8n_queue_lock_seconds": 3}, r"n8n_queue_lock_seconds \(3\) >= 6"),
+    "n8n: no reconnect backoff": ("n8n", {"n8n_db_reconnect_max_seconds": 0},
+                                  r"n8n_db_reconnect_max_seconds \(0\) between 1 and 300"),
     "n8n: log level not n8n's": ("n8n", {"n8n_log_level": "verbose"}, r"n8n_log_level.*(error, warn, info, debug|choices)"),
     "n8n: webhook processors in regular mode": ("n8n", {"n8n_mode": "regular", "n8n_webhook_processors": 2}, r"webhook processors need n8n_mode: queue"),
     "n8n: queue mode without redis": ("n8n", {}, r"n8n_mode is 'queue' but Redis is neither part of this play"),
