@@ -12,6 +12,7 @@ beside this file.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -64,6 +65,13 @@ def apr1(password: str, salt: str) -> str:
 
 def bcrypt_hash(password: str, salt: bytes, cost: int = BCRYPT_COST) -> str:
     """`$2y$<cost>$...` (the htpasswd -B form Traefik checks) for a 16-byte salt."""
+    return _bcrypt_hash(str(password), bytes(salt), int(cost))
+
+
+# One hash costs ~65 ms at cost 10, and a task's templating may reach the same
+# variable many times (n8n's compose file: once per process): each is hashed once.
+@functools.lru_cache(maxsize=64)
+def _bcrypt_hash(password: str, salt: bytes, cost: int) -> str:
     try:
         import bcrypt  # pylint: disable=import-outside-toplevel
     except ImportError as exc:
