@@ -19,6 +19,8 @@ description:
   - When the driver is installed, asks C(nvidia-smi --query-gpu) for each GPU's
     index, name, UUID and the driver version. The PCI scan works without a driver,
     so a host with a GPU but no (working) driver is recognised as such.
+  - Also reports whether the toolkit's runtime is installed and which runtimes Docker's
+    C(daemon.json) declares, so one call tells whether a container asking for GPUs would get them.
   - Read-only; runs the same in check mode.
 options:
   sysfs_root:
@@ -35,6 +37,14 @@ options:
         (Debian's C(pci.ids) package); missing is fine.
     type: path
     default: /usr/share/misc/pci.ids
+  runtime_path:
+    description: The NVIDIA container runtime's executable, present once the toolkit is installed.
+    type: path
+    default: /usr/bin/nvidia-container-runtime
+  daemon_json:
+    description: Docker's daemon configuration, whose C(runtimes) are reported.
+    type: path
+    default: /etc/docker/daemon.json
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -94,9 +104,20 @@ driver_error:
   description: Why nvidia-smi gave no answer (not found, or its error output); empty when it answered.
   returned: always
   type: str
+runtime_installed:
+  description: Whether O(runtime_path) is an executable file.
+  returned: always
+  type: bool
+docker_runtimes:
+  description: The names under C(runtimes) in O(daemon_json), sorted; empty when it is missing or not valid JSON.
+  returned: always
+  type: list
+  elements: str
+  sample: [nvidia]
 """
 
 import glob
+import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -193,19 +214,35 @@ def gpu_facts(pci: list[dict[str, str]], smi: list[dict[str, str]], names: dict[
     }
 
 
+def docker_runtimes(daemon_json: str) -> list[str]:
+    """The runtimes Docker's daemon.json declares; [] when it is missing or not a JSON object."""
+    try:
+        with open(daemon_json, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return []
+    runtimes = config.get("runtimes") if isinstance(config, dict) else None
+    return sorted(runtimes) if isinstance(runtimes, dict) else []
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             sysfs_root=dict(type="path", default="/sys"),
             nvidia_smi=dict(type="str", default="nvidia-smi"),
             pci_ids=dict(type="path", default="/usr/share/misc/pci.ids"),
+            runtime_path=dict(type="path", default="/usr/bin/nvidia-container-runtime"),
+            daemon_json=dict(type="path", default="/etc/docker/daemon.json"),
         ),
         supports_check_mode=True,
     )
     pci = pci_gpus(module.params["sysfs_root"])
     smi, error = query_smi(module, module.params["nvidia_smi"])
     names = pci_names(module.params["pci_ids"]) if pci and not smi else {}
-    module.exit_json(changed=False, ansible_facts=gpu_facts(pci, smi, names), driver_error=error)
+    runtime = module.params["runtime_path"]
+    module.exit_json(changed=False, ansible_facts=gpu_facts(pci, smi, names), driver_error=error,
+                     runtime_installed=os.path.isfile(runtime) and os.access(runtime, os.X_OK),
+                     docker_runtimes=docker_runtimes(module.params["daemon_json"]))
 
 
 if __name__ == "__main__":

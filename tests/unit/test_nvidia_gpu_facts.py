@@ -50,10 +50,13 @@ def fake_smi(root: Path, output: str = "", rc: int = 0, stderr: str = "") -> str
 
 @pytest.fixture()
 def facts(run_module, tmp_path):
-    def runner(devices, smi: str | None = None, check_mode: bool = False, pci_ids: str = "") -> dict:
+    def runner(devices, smi: str | None = None, check_mode: bool = False, pci_ids: str = "",
+               runtime: str = "", daemon_json: str = "") -> dict:
         args = {"sysfs_root": fake_sysfs(tmp_path, devices),
                 "nvidia_smi": smi or str(tmp_path / "no-such-nvidia-smi"),
-                "pci_ids": pci_ids or str(tmp_path / "no-pci.ids")}
+                "pci_ids": pci_ids or str(tmp_path / "no-pci.ids"),
+                "runtime_path": runtime or str(tmp_path / "no-nvidia-container-runtime"),
+                "daemon_json": daemon_json or str(tmp_path / "no-daemon.json")}
         result = run_module(nvidia_gpu_facts, args, check_mode)
         assert result["failed"] is False
         assert result["changed"] is False
@@ -145,3 +148,35 @@ def test_smi_rows_are_ordered_by_index_and_junk_is_ignored():
     rows = nvidia_gpu_facts.parse_smi(
         "1, B, GPU-b, 550.1\nNo devices were found\n0, A, GPU-a, 550.1\n2, too, few\n")
     assert [row["name"] for row in rows] == ["A", "B"]
+
+
+def test_no_toolkit_runtime_and_no_daemon_json(facts):
+    result = facts([NVIDIA_VGA])
+    assert result["runtime_installed"] is False
+    assert result["docker_runtimes"] == []
+
+
+def test_the_toolkit_runtime_and_the_runtimes_docker_declares(facts, tmp_path):
+    runtime = tmp_path / "nvidia-container-runtime"
+    runtime.write_text("#!/bin/sh\n")
+    runtime.chmod(0o755)
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text('{"log-driver": "local", "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}, '
+                      '"crun": {"path": "/usr/bin/crun"}}}')
+    result = facts([NVIDIA_VGA], smi=fake_smi(tmp_path, SMI_TWO_GPUS), runtime=str(runtime), daemon_json=str(daemon))
+    assert result["runtime_installed"] is True
+    assert result["docker_runtimes"] == ["crun", "nvidia"]
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[]", '{"runtimes": ["nvidia"]}', '{"log-driver": "local"}'])
+def test_a_daemon_json_without_a_runtimes_object_declares_none(facts, tmp_path, content):
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text(content)
+    assert facts([NVIDIA_VGA], daemon_json=str(daemon))["docker_runtimes"] == []
+
+
+def test_a_runtime_that_is_not_executable_is_not_installed(facts, tmp_path):
+    runtime = tmp_path / "nvidia-container-runtime"
+    runtime.write_text("not executable")
+    runtime.chmod(0o644)
+    assert facts([NVIDIA_VGA], runtime=str(runtime))["runtime_installed"] is False
