@@ -219,6 +219,44 @@ def n8n_profile_rows(clients: list[int], seconds: int) -> list[tuple[str, str, s
     return rows
 
 
+# What a no-op run's worker time goes to (--profile): label, (file suffix, function) pairs.
+PROFILE_PARTS = [
+    ("waiting on the host (module round trips)", [("~", "<method 'poll' of 'select.poll' objects>")]),
+    ("building module payloads (once per distinct module per run)", [("executor/module_common.py", "recursive_finder")]),
+    ("template lookups (aistack.hosting.render, ansible.builtin.template)",
+     [("lookup/render.py", "run"), ("lookup/template.py", "run")]),
+    ("compiling Jinja templates and expressions", [("jinja2/environment.py", "compile")]),
+    ("templating task arguments (all of it, the above lookups included)", [("playbook/task.py", "_post_validate_args")]),
+]
+
+
+def profile_rows(top: int = 12) -> list[tuple[str, str, str]]:
+    """A no-op site.yml with every task's worker under cProfile: where the time goes."""
+    import glob
+    import io
+    import pstats
+    import tempfile
+    directory = tempfile.mkdtemp(prefix="aistack-profile-")
+    playbook(env={"ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "benchmarks" / "callbacks"),
+                  "ANSIBLE_CALLBACKS_ENABLED": "profile_workers", "AISTACK_PROFILE_DIR": directory})
+    files = sorted(glob.glob(f"{directory}/*.prof"))
+    stats = pstats.Stats(files[0], stream=io.StringIO())
+    for path in files[1:]:
+        stats.add(path)
+    per_task = sorted(((pstats.Stats(path, stream=io.StringIO()).total_tt, Path(path).stem.split("-", 1)[1])
+                       for path in files), reverse=True)
+    total = sum(seconds for seconds, _ in per_task)
+    rows = [("no-op site.yml, worker time under cProfile (~15 % overhead)", f"{total:.1f} s", f"{len(files)} tasks")]
+    for label, functions in PROFILE_PARTS:
+        found = [(calls, ct) for (file, _line, name), (_cc, calls, _tt, ct, _callers) in stats.stats.items()
+                 if any(file.endswith(suffix) and name == function for suffix, function in functions)]
+        rows.append((f"  {label}", f"{sum(ct for _, ct in found):.1f} s", f"{sum(calls for calls, _ in found)} calls"))
+    rows += [(f"  task: {name.removeprefix('aistack_hosting_').replace('_', ' ')[:70]}", f"{seconds:.2f} s", "")
+             for seconds, name in per_task[:top]]
+    shutil.rmtree(directory, ignore_errors=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20, help="length of each load run (default 20)")
@@ -230,12 +268,18 @@ def main() -> int:
     parser.add_argument("--n8n-profiles", action="store_true",
                         help="only compare n8n's throughput settings (before the tuning, standard, throughput, "
                              "regular mode), each applied with --tags n8n; the default is restored after")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile a no-op run: every task's worker under cProfile, then where the time "
+                             "went (round trips, module builds, template lookups, Jinja) and the slowest tasks")
     args = parser.parse_args()
     if sh(["docker", "inspect", HOST]).returncode != 0:
         raise SystemExit(f"bench: no {HOST} host; run `make demo` first")
     rows: list[tuple[str, str, str]] = []
     if args.n8n_profiles:
         print_table(n8n_profile_rows(args.clients, args.seconds))
+        return 0
+    if args.profile:
+        print_table(profile_rows())
         return 0
     playbook()  # warm the fact cache and settle anything a previous run left
     for label, extra in (("full no-op re-run of site.yml", ()), ("--tags n8n no-op", ("--tags", "n8n")),
