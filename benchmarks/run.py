@@ -15,12 +15,16 @@ the machine and it stops after a fixed number of seconds.
 from __future__ import annotations
 
 import argparse
+import glob
+import io
 import json
 import os
+import pstats
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -232,10 +236,6 @@ PROFILE_PARTS = [
 
 def profile_rows(top: int = 12) -> list[tuple[str, str, str]]:
     """A no-op site.yml with every task's worker under cProfile: where the time goes."""
-    import glob
-    import io
-    import pstats
-    import tempfile
     directory = tempfile.mkdtemp(prefix="aistack-profile-")
     playbook(env={"ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "benchmarks" / "callbacks"),
                   "ANSIBLE_CALLBACKS_ENABLED": "profile_workers", "AISTACK_PROFILE_DIR": directory})

@@ -70,22 +70,21 @@ class LookupModule(LookupBase):
             builtin = lookup_loader.get('ansible.builtin.template', loader=self._loader, templar=self._templar)
             return builtin.run(terms, variables)
         # The builtin lookup's defaults (trim_blocks, the {{ }} and {# #} delimiters).
-        overrides = TemplateOverrides.from_kwargs({'trim_blocks': True})
+        options = TemplateOptions(escape_backslashes=False, overrides=TemplateOverrides.from_kwargs({'trim_blocks': True}))
+        # Includes and imports resolve as in the builtin lookup: the file's directory,
+        # then each search path's templates/ and the path itself.
+        include_paths = [path for entry in variables.get('ansible_search_path', [])
+                         for path in (os.path.join(entry, 'templates'), entry)]
         rendered = []
         for term in terms:
             path = self.find_file_in_search_path(variables, 'templates', term)
             if not path:
                 raise AnsibleError(f"the template file {term} could not be found for the lookup")
-            # Includes and imports resolve as in the builtin lookup: the file's directory,
-            # then each search path's templates/ and the path itself.
-            searchpath = [os.path.dirname(path)]
-            for entry in variables.get('ansible_search_path', []):
-                searchpath += [os.path.join(entry, 'templates'), entry]
+            searchpath = [os.path.dirname(path), *include_paths]
             own = _template_vars.generate_ansible_template_vars(
                 path=term, fullpath=path, include_ansible_managed='ansible_managed' not in variables)
             templar = self._templar.copy_with_new_env(available_variables=ChainMap(own, variables),
                                                       searchpath=searchpath)
             data = trust_as_template(self._loader.get_text_file_contents(path))
-            rendered.append(templar._engine.template(data, options=TemplateOptions(escape_backslashes=False,
-                                                                                   overrides=overrides)))
+            rendered.append(templar._engine.template(data, options=options))
         return rendered
