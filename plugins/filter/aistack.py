@@ -3,7 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 # SPDX-License-Identifier: Apache-2.0
 """Filters shared by the service roles: Traefik labels and file-provider routes, htpasswd lines, compose env files, GPU
-reservations, weak operator secrets.
+reservations, weak operator secrets, preflight input checks.
 
 Documented in traefik_labels.yml, traefik_routes.yml, htpasswd.yml, compose_env.yml, gpu_devices.yml and weak_secrets.yml
 beside this file.
@@ -289,6 +289,16 @@ def invalid_networks(values: Iterable[Any]) -> list[str]:
     return bad
 
 
+CAPABILITY = re.compile(r"^[A-Z][A-Z_]+$")
+
+
+def invalid_capabilities(cap_add: Mapping[str, Any]) -> list[str]:
+    """The containers (keys) of a container -> cap_add map whose value is not a list of capability names."""
+    return [name for name, value in cap_add.items()
+            if not isinstance(value, Sequence) or isinstance(value, (str, bytes))
+            or not all(CAPABILITY.match(str(item)) for item in value)]
+
+
 GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 GO_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -514,6 +524,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"traefik_labels": traefik_labels, "traefik_routes": traefik_routes, "htpasswd": htpasswd, "compose_env": compose_env,
                 "gpu_devices": gpu_devices, "weak_secrets": weak_secrets, "invalid_networks": invalid_networks,
+                "invalid_capabilities": invalid_capabilities,
                 "container_ip": container_ip, "compose_files": compose_files, "compose_secret_files": compose_secret_files,
                 "bcrypt_password": bcrypt_password, "backup_target_problems": backup_target_problems,
                 "sftp_key_files": sftp_key_files, "duration_seconds": duration_seconds}

@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.aistack.hosting.plugins.filter.aistack import (apr1, sftp_key_files, compose_env, compose_secret_files, gpu_devices, htpasswd, traefik_labels,
                                                                  traefik_routes, weak_secrets, invalid_networks, compose_files, duration_seconds,
-                                                                 bcrypt_password)
+                                                                 bcrypt_password, invalid_capabilities)
 
 
 def test_apr1_matches_openssl():
@@ -276,3 +276,9 @@ def test_duration_seconds_reads_go_durations(value, seconds):
 @pytest.mark.parametrize("value", ["20", "20 s", "soon", "", "1m30", "-5s", "5d"])
 def test_duration_seconds_refuses_what_compose_would(value):
     assert duration_seconds(value) is None
+
+
+def test_invalid_capabilities_names_each_container_whose_value_is_not_a_list_of_names():
+    assert invalid_capabilities({"aistack-redis": ["NET_BIND_SERVICE"], "aistack-n8n": [], "x": ("SYS_NICE",)}) == []
+    assert invalid_capabilities({"a": ["cap_net_admin"], "b": "NET_ADMIN", "c": {"NET_ADMIN": True}, "d": ["CAP_X", 1],
+                                 "e": ["SYS_NICE"]}) == ["a", "b", "c", "d"]

@@ -64,6 +64,24 @@ CASES = {
     ),
     "docker: autoheal interval too short": ("docker", {"docker_autoheal_interval_seconds": 1}, r"docker_autoheal_interval_seconds \(1\) must be 5 or more"),
     "docker: autoheal label with a space": ("docker", {"docker_autoheal_label": "my label"}, r"docker_autoheal_label=my label is not a label key"),
+    "docker: daemon defaults not a dict": ("docker", {"docker_daemon_defaults": "live-restore=true"}, r"docker_daemon_defaults must be a dict"),
+    "docker: offline mirror not a dict": (
+        "docker", {"docker_offline_apt_repository": "uris=http://mirror.internal/docker"}, r"docker_offline_apt_repository must be a dict",
+    ),
+    "docker: offline mirror incomplete": (
+        "docker", {"docker_offline_apt_repository": {"uris": "http://mirror.internal/docker"}},
+        r"docker_offline_apt_repository needs uris, suites.*got keys \['uris'\]",
+    ),
+    "docker: offline source without Compose": (
+        "docker", {"docker_install_source": "offline",
+                   "docker_offline_apt_repository": {"uris": "http://mirror.internal/docker", "suites": "bookworm", "trusted": True}},
+        r"No Compose v2 for docker_install_source=offline",
+    ),
+    "docker: compose plugin not on the controller": (
+        "docker", {"docker_compose_plugin_src": "/nonexistent/docker-compose"},
+        r"docker_compose_plugin_src=/nonexistent/docker-compose is not a file on the controller",
+    ),
+    "docker: subnet not a CIDR": ("docker", {"docker_network_subnet": "172.30.0.0"}, r"docker_network_subnet=172.30.0.0 is not a CIDR"),
     "docker: autoheal not a bool": ("docker", {"docker_autoheal_enabled": "maybe"}, r"docker_autoheal_enabled.*bool"),
     "common: memory percent above 100": ("redis", {"aistack_container_memory_percent": 150}, r"aistack_container_memory_percent \(150\) must be within 0-100"),
     "common: memory limit not a size": ("redis", {"aistack_container_memory_limits": {"aistack-redis": "lots"}}, r"not sizes: aistack-redis"),
@@ -92,6 +110,8 @@ CASES = {
     "redis: negative keepalive": ("redis", {"redis_tcp_keepalive_seconds": -1}, r"redis_tcp_keepalive_seconds=-1 must be 0"),
     "redis: dead clients kept for minutes": ("redis", {"redis_tcp_retries2": 20}, r"redis_tcp_retries2=20\s+must be within 3-15"),
     "redis: acl user without permissions": ("redis", {"redis_acl_users": [{"name": "celery"}]}, r"redis_acl_users needs entries"),
+    "traefik: image without a version tag": ("traefik", {"traefik_image": "traefik:latest", "traefik_dashboard_hostname": "t.example.com"},
+                                             r"traefik_image=traefik:latest: this role needs Traefik v3.6 or newer"),
     "traefik: too old for Docker 29": ("traefik", {"traefik_image": "traefik:v3.1.2", "traefik_dashboard_hostname": "t.example.com"}, r"v3.6 or newer"),
     "traefik: login rate limit of zero": (
         "traefik", {"traefik_login_rate_limit_per_minute": 0, "traefik_dashboard_hostname": "t.example.com"},
@@ -104,6 +124,10 @@ CASES = {
     "traefik: sni strict not a bool": (
         "traefik", {"traefik_tls_sni_strict": "sometimes", "traefik_dashboard_hostname": "t.example.com"},
         r"traefik_tls_sni_strict.*bool",
+    ),
+    "traefik: ACME CA certificate missing": (
+        "traefik", {"traefik_acme_ca_certificates": ["/nonexistent/acme-ca.pem"], "traefik_dashboard_hostname": "t.example.com"},
+        r"traefik_acme_ca_certificates names files missing on the controller:\s+/nonexistent/acme-ca.pem",
     ),
     "traefik: dashboard without hostname": ("traefik", {}, r"traefik_dashboard_hostname is empty"),
     "traefik: cloudflare without token": (
@@ -330,6 +354,32 @@ CASES = {
     "fastapi_celery: unknown gpus value": ("fastapi_celery", {"fastapi_celery_gpus": "some"}, r"fastapi_celery_gpus=some must be auto, all, none"),
     "fastapi_celery: half the S3 settings": ("fastapi_celery", {"fastapi_celery_s3_bucket": "out"}, r"S3 needs all of fastapi_celery_s3_endpoint"),
     "fastapi_celery: path prefix without slash": ("fastapi_celery", {"fastapi_celery_path_prefix": "api/"}, r"fastapi_celery_path_prefix empty or a path such as /api"),
+    "fastapi_celery: worker names twice": (
+        "fastapi_celery", {"fastapi_celery_workers": [{"name": "cpu", "queues": ["a"]}, {"name": "cpu", "queues": ["b"]}]},
+        r"fastapi_celery_workers names must be unique"),
+    "fastapi_celery: bad worker name": (
+        "fastapi_celery", {"fastapi_celery_workers": [{"name": "CPU", "queues": ["render"]}]},
+        r"fastapi_celery_workers needs entries like.*got\s+\{'name': 'CPU'"),
+    "fastapi_celery: redis db above 15": ("fastapi_celery", {"fastapi_celery_redis_db": 16}, r"fastapi_celery_redis_db=16 must be a Redis database 0-15"),
+    "monitoring: alert rule group without rules": (
+        "monitoring", {"monitoring_extra_alert_rules": [{"name": "mine"}]},
+        r"monitoring_extra_alert_rules entries are Prometheus rule groups.*got keys \['name'\]"),
+    "monitoring: email receiver without smtp": (
+        "monitoring", {"monitoring_alertmanager_enabled": True, "monitoring_alertmanager_receivers": [{"name": "mail", "type": "email", "to": "ops@example.com"}]},
+        r"Receiver mail \(email\) in monitoring_alertmanager_receivers is incomplete"),
+    "monitoring: receiver names twice": (
+        "monitoring", {"monitoring_alertmanager_enabled": True,
+                       "monitoring_alertmanager_receivers": [{"name": "hook", "type": "webhook", "url": "https://a.example.com"},
+                                                             {"name": "hook", "type": "webhook", "url": "https://b.example.com"}]},
+        r"monitoring_alertmanager_receivers names must be unique; got hook, hook"),
+    "monitoring: alertmanager host name without alertmanager": (
+        "monitoring", {"monitoring_alertmanager_hostname": "alerts.example.com"}, r"monitoring_alertmanager_hostname is set but monitoring_alertmanager_enabled is false"),
+    "monitoring: dashboards dir missing": (
+        "monitoring", {"monitoring_grafana_dashboards_dir": "/nonexistent/dashboards"},
+        r"monitoring_grafana_dashboards_dir=/nonexistent/dashboards is not a directory on the controller"),
+    "ollama: host name with a space": ("ollama", {"ollama_hostname": "my ollama"}, r"ollama_hostname=my ollama must be a host name"),
+    "comfyui: web user with a space": (
+        "comfyui", {"comfyui_hostname": "comfyui.example.com", "comfyui_web_user": "my user"}, r"comfyui_web_user=my user letters, digits"),
     "single_container: n8n image tag differs": (
         "single_container", {"single_container_n8n_image": "n8nio/n8n:latest"},
         r"single_container_n8n_image \(n8nio/n8n:latest\) must be tagged\s+single_container_n8n_version=2.41.1",
@@ -371,6 +421,10 @@ CASES = {
     "single_container: space without owner": (
         "single_container", {"single_container_hf_space": "n8n-agent", "single_container_hf_token": "hf_x"},
         r"single_container_hf_space \(n8n-agent\) must be owner/name",
+    ),
+    "single_container: agent directory missing": (
+        "single_container", {"single_container_agent_src": "/nonexistent/agent"},
+        r"single_container_agent_src \(/nonexistent/agent\) and single_container_workflows_dir.*must be directories on the controller",
     ),
     "railway_n8n: token missing": ("railway_n8n", {}, r"railway_n8n_token is empty.*put it in Vault"),
     "railway_n8n: encryption key missing": (
@@ -538,6 +592,7 @@ CASES = {
     "object_storage: admin secret key placeholder": (
         "object_storage", {"object_storage_admin_secret_key": "change-me-please-now"}, r"object_storage_admin_secret_key is a placeholder"),
     "upgrade: keep nothing": ("upgrade", {"upgrade_keep": 0}, r"upgrade_keep must be 1 or more"),
+    "upgrade: gate timeout too short": ("upgrade", {"upgrade_gate_timeout_seconds": 5}, r"upgrade_gate_timeout_seconds must be 10 or more"),
     "upgrade: smoke check without a scheme": (
         "upgrade", {"upgrade_smoke_checks": [{"url": "n8n.example.com/webhook/health"}]},
         r"upgrade_smoke_checks: every url must start with http:// or https://"),
@@ -788,10 +843,9 @@ GOOD_INPUT = {
 }
 # The checks each role's good input must pass (not skip).
 GOOD_CHECKS = {
-    "open_webui": ["Check the Open WebUI settings"],
-    "wireguard": ["Check wireguard_endpoint is an address the other members can send to"],
-    "monitoring": ["Check monitoring_remote_hosts name each other host once, by name and private address",
-                   "Check only the monitoring server has monitoring_remote_hosts"],
+    "open_webui": ["Check the open_webui settings"],
+    "wireguard": ["Check the wireguard settings"],
+    "monitoring": ["Check the monitoring settings"],
 }
 
 
@@ -830,4 +884,4 @@ def test_wireguard_shared_address_names_the_hosts(tmp_path):
     assert "10.77.0.3 is used" not in output, output
     for host in ("mesh-a", "mesh-b", "mesh-c"):
         assert re.search(host + r"\s*:\s*ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", output), output
-    assert re.findall(r"TASK \[([^\]]+)\]", output)[-1].endswith("Check the mesh addresses are set and unique within wireguard_peers_group")
+    assert re.findall(r"TASK \[([^\]]+)\]", output)[-1].endswith("Check the wireguard settings")
