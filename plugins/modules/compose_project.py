@@ -173,6 +173,46 @@ options:
         type: list
         elements: str
         default: []
+  volumes:
+    description:
+      - Named volumes the project mounts as C(external) (shared with another project, or kept when this one is
+        removed), created before C(up) when missing; never removed or relabelled here.
+      - Replaces a M(community.docker.docker_volume) task (and a C(file) task per directory inside it) per volume:
+        the check rides on the project's own round trip.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Volume name.
+        type: str
+        required: true
+      labels:
+        description: Labels the volume is created with.
+        type: dict
+        default: {}
+      directories:
+        description: Directories inside the volume made with exactly this owner, group and mode (a container user's own part).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Path relative to the volume's root.
+            type: str
+            required: true
+          owner:
+            description: Owner (name or uid).
+            type: raw
+            default: root
+          group:
+            description: Group (name or gid).
+            type: raw
+            default: root
+          mode:
+            description: Octal mode, for example C("0755").
+            type: str
+            default: "0755"
   wait_timeout:
     description: Seconds C(docker compose up --wait) waits for every service to be running and healthy.
     type: int
@@ -217,7 +257,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 files_changed:
-  description: Paths (relative to O(dir)) that were (or in check mode would be) written.
+  description:
+    - Paths (relative to O(dir)) that were (or in check mode would be) written; C(volume NAME) for a volume
+      created and C(volume NAME:PATH) for a directory made or fixed inside one.
   returned: always
   type: list
   elements: str
@@ -266,7 +308,7 @@ class Project(FileSet):
         self.restart: set[str] = set()
         self.reload: set[str] = set()
         # What this run applies (every input that reaches the project directory), for the STAMP.
-        applied = {k: self.params[k] for k in ("env", "project", "files", "secret_files", "directories", "absent")}
+        applied = {k: self.params[k] for k in ("env", "project", "files", "secret_files", "directories", "absent", "volumes")}
         self.digest = hashlib.sha256(json.dumps(applied, sort_keys=True).encode()).hexdigest()
 
     def docker_compose(self, *args: str, check_rc: bool = False) -> tuple[int, str]:
@@ -275,8 +317,29 @@ class Project(FileSet):
         rc, out, err = self.module.run_command(cmd, check_rc=check_rc)
         return rc, (out + err)
 
+    def ensure_volumes(self) -> None:
+        """The external volumes: created when missing, then their declared directories."""
+        for volume in self.params["volumes"]:
+            name = volume["name"]
+            inspect = ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", name]
+            rc, out, _err = self.module.run_command(inspect)
+            if rc != 0:
+                self.changed.append(f"volume {name}")
+                if self.check:
+                    continue  # its directories would be made too
+                labels = [arg for key, value in sorted(volume["labels"].items()) for arg in ("--label", f"{key}={value}")]
+                self.module.run_command(["docker", "volume", "create", *labels, name], check_rc=True)
+                rc, out, _err = self.module.run_command(inspect, check_rc=True)
+            for item in volume["directories"]:
+                path = os.path.join(out.strip(), item["path"])
+                before = len(self.changed)
+                self.ensure_dir(path, int(item["mode"], 8), (uid(item["owner"]), gid(item["group"])))
+                if len(self.changed) > before:
+                    self.changed[-1] = f"volume {name}:{item['path']}"
+
     def apply_files(self) -> None:
         p = self.params
+        self.ensure_volumes()
         self.ensure_dir(self.base, 0o750)
         for item in p["directories"]:
             self.ensure_dir(self.path(item["path"]), int(item["mode"], 8),
@@ -453,6 +516,16 @@ def main() -> None:
         "exclusive": {"type": "bool", "default": False},
         "reload": {"type": "list", "elements": "str", "default": []},
     }
+    volume_spec = {
+        "name": {"type": "str", "required": True},
+        "labels": {"type": "dict", "default": {}},
+        "directories": {"type": "list", "elements": "dict", "default": [], "options": {
+            "path": {"type": "str", "required": True},
+            "owner": {"type": "raw", "default": "root"},
+            "group": {"type": "raw", "default": "root"},
+            "mode": {"type": "str", "default": "0755"},
+        }},
+    }
     module = AnsibleModule(
         argument_spec={
             "name": {"type": "str", "required": True},
@@ -464,6 +537,7 @@ def main() -> None:
             "files": {"type": "list", "elements": "dict", "default": [], "options": file_spec},
             # Not a secret itself (paths, modes); each content is no_log above.
             "secret_files": {"type": "list", "elements": "dict", "default": [], "options": secret_spec, "no_log": False},
+            "volumes": {"type": "list", "elements": "dict", "default": [], "options": volume_spec},
             "wait_timeout": {"type": "int", "default": 300},
             "routes": {"type": "str", "default": ""},
             "routes_path": {"type": "path", "required": True},

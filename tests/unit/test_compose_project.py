@@ -25,6 +25,9 @@ case "$*" in
   *" ps -a --format {{.Service}} {{.Name}}") echo "redis aistack-redis"; echo "other aistack-other"; exit 0 ;;
   "ps -a --no-trunc --filter label=com.docker.compose.project="*) printf '%b' "$FAKE_PS"; exit 0 ;;
   *" ps "*) echo "NAME STATE STATUS"; exit 0 ;;
+  "volume inspect --format {{.Mountpoint}} "*) [ -d "$FAKE_VOLUMES/$5" ] && { echo "$FAKE_VOLUMES/$5"; exit 0; }
+                                             echo "Error: No such volume: $5" >&2; exit 1 ;;
+  "volume create "*) eval last=\\${$#}; mkdir -p "$FAKE_VOLUMES/$last"; exit 0 ;;
 esac
 exit 0
 """
@@ -266,3 +269,27 @@ def test_an_unreadable_record_is_rewritten_not_fatal(run, monkeypatch, docker, t
     stamp.write_text("{truncated")
     again = run()
     assert not again["failed"] and ups(docker) == 2 and json.loads(stamp.read_text())["containers"] == ["c0ffee"]
+
+
+def test_external_volumes_are_created_once_with_their_directories(run, tmp_path, docker, monkeypatch):
+    volumes = tmp_path / "volumes"
+    volumes.mkdir()
+    monkeypatch.setenv("FAKE_VOLUMES", str(volumes))
+    spec = [{"name": "cache", "labels": {"org.aistack.shared": "models-cache"},
+             "directories": [{"path": "hf", "owner": 1000, "group": "1000", "mode": "0755"}]},
+            {"name": "extra"}]
+    check = run(check_mode=True, volumes=spec)
+    assert check["changed"] and {"volume cache", "volume extra"} <= set(check["files_changed"])
+    assert not (volumes / "cache").exists() and "volume create" not in docker.read_text()
+    first = run(volumes=spec)
+    assert first["files_changed"][:3] == ["volume cache", "volume cache:hf", "volume extra"]
+    assert "volume create --label org.aistack.shared=models-cache cache" in docker.read_text()
+    assert "volume create extra" in docker.read_text()
+    hf = os.stat(volumes / "cache" / "hf")
+    assert (hf.st_uid, hf.st_gid, stat.S_IMODE(hf.st_mode)) == (1000, 1000, 0o755)
+    second = run(volumes=spec)
+    assert not second["changed"] and second["files_changed"] == []
+    assert docker.read_text().count("volume create") == 2
+    os.chown(volumes / "cache" / "hf", 0, 0)  # as ComfyUI (root) would have left it
+    third = run(volumes=spec)
+    assert third["files_changed"] == ["volume cache:hf"] and os.stat(volumes / "cache" / "hf").st_uid == 1000
