@@ -177,7 +177,7 @@ options:
     description:
       - Named volumes the project mounts as C(external) (shared with another project, or kept when this one is
         removed), created before C(up) when missing; never removed or relabelled here.
-      - Replaces a M(community.docker.docker_volume) task (and a C(file) task per directory inside it) per volume:
+      - Replaces a M(community.docker.docker_volume) task (and a C(file) task per directory inside it) per volume;
         the check rides on the project's own round trip.
     type: list
     elements: dict
