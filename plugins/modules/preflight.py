@@ -47,10 +47,14 @@ author:
   - aistack.hosting contributors (@aistack-hosting)
 attributes:
   check_mode:
+    description: Can run in check mode and return the same result (it only evaluates, on the controller).
     support: full
   diff_mode:
+    description: Would show what changed; nothing changes.
     support: none
   platform:
+    description: Runs on the controller only; any target.
+    support: full
     platforms: all
 seealso:
   - module: ansible.builtin.assert
