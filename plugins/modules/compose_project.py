@@ -331,19 +331,21 @@ class Project(FileSet):
                 self.module.run_command(["docker", "volume", "create", *labels, name], check_rc=True)
                 rc, out, _err = self.module.run_command(inspect, check_rc=True)
             for item in volume["directories"]:
-                path = os.path.join(out.strip(), item["path"])
                 before = len(self.changed)
-                self.ensure_dir(path, int(item["mode"], 8), (uid(item["owner"]), gid(item["group"])))
+                self.ensure_declared_dir(os.path.join(out.strip(), item["path"]), item)
                 if len(self.changed) > before:
                     self.changed[-1] = f"volume {name}:{item['path']}"
+
+    def ensure_declared_dir(self, path: str, item: dict) -> None:
+        """A declared directory (of the project or inside a volume): exactly its owner, group and mode."""
+        self.ensure_dir(path, int(item["mode"], 8), (uid(item["owner"]), gid(item["group"])))
 
     def apply_files(self) -> None:
         p = self.params
         self.ensure_volumes()
         self.ensure_dir(self.base, 0o750)
         for item in p["directories"]:
-            self.ensure_dir(self.path(item["path"]), int(item["mode"], 8),
-                            (uid(item["owner"]), gid(item["group"])))
+            self.ensure_declared_dir(self.path(item["path"]), item)
         self.put(".env", p["env"], "root", "root", "0600", None, show=False)
         for item in p["secret_files"]:
             if item["restart"]:
@@ -519,10 +521,9 @@ def main() -> None:
     volume_spec = {
         "name": {"type": "str", "required": True},
         "labels": {"type": "dict", "default": {}},
+        # The project's directory entries without its pruning and reload (a volume's part is the container's).
         "directories": {"type": "list", "elements": "dict", "default": [], "options": {
-            "path": {"type": "str", "required": True},
-            "owner": {"type": "raw", "default": "root"},
-            "group": {"type": "raw", "default": "root"},
+            **{key: directory_spec[key] for key in ("path", "owner", "group")},
             "mode": {"type": "str", "default": "0755"},
         }},
     }
