@@ -62,6 +62,18 @@ def run_module(monkeypatch) -> Callable[..., dict]:
     return runner
 
 
+def play_on_localhost(base: Path, **env: str) -> None:
+    """Run base/play.yml with ansible-playbook against localhost (no host access), the collection from the checkout."""
+    import subprocess
+
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", **env}
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}", str(base / "play.yml")],
+                          capture_output=True, text=True, env=env, cwd=base, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def load_host_tool(relative: str) -> ModuleType:
     """A role's host-side Python tool (roles/<role>/files/<tool>.py), imported by path."""
     import importlib.util

@@ -10,16 +10,12 @@ so it runs under every tested ansible-core.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from ansible.release import __version__ as ANSIBLE_VERSION
+from conftest import play_on_localhost
 
-ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "ansible_collections.aistack.hosting.plugins.action.preflight"
 CORE_218 = ANSIBLE_VERSION.startswith("2.18.")
 
@@ -110,15 +106,9 @@ PLAYBOOK_TAIL = """\
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("preflight")
-    cases = CASES
     (base / "play.yml").write_text(PLAYBOOK_HEAD + "".join(TASK.format(case=name, checks=textwrap.indent(checks, "    ").rstrip("\n"))
-                                                           for name, checks in cases.items()) + PLAYBOOK_TAIL)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           "-e", f"ansible_python_interpreter={sys.executable}", str(base / "play.yml")],
-                          capture_output=True, text=True, env=env, cwd=base, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+                                                           for name, checks in CASES.items()) + PLAYBOOK_TAIL)
+    play_on_localhost(base)
     return json.loads((base / "results.json").read_text())
 
 

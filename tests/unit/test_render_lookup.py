@@ -13,15 +13,10 @@ so it runs under every tested ansible-core.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
+from conftest import play_on_localhost
 
-ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "ansible_collections.aistack.hosting.plugins.lookup.render"
 
 LIBRARY = """\
@@ -100,13 +95,7 @@ def rendered(tmp_path_factory) -> dict:
     (consumer / "templates" / "own.j2").write_text("{{ image }} {{ task_local }}\n")
     (consumer / "tasks" / "main.yml").write_text(TASKS)
     (base / "play.yml").write_text(PLAYBOOK)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-           "ANSIBLE_ROLES_PATH": str(base / "roles")}
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           "-e", f"ansible_python_interpreter={sys.executable}",
-                           str(base / "play.yml")], capture_output=True, text=True, env=env, cwd=base, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    play_on_localhost(base, ANSIBLE_ROLES_PATH=str(base / "roles"))
     return json.loads((base / "rendered.json").read_text())
 
 
