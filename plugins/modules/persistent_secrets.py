@@ -25,9 +25,10 @@ options:
     type: path
     default: /etc/aistack/secrets
   secrets:
-    description: Secrets to resolve, by name (file name under O(dir)).
+    description:
+      - Secrets to resolve, by name (file name under O(dir)).
+      - Required unless O(read_all=true).
     type: dict
-    required: true
     suboptions:
       value:
         description: The operator's value; empty or omitted means persisted-or-generated.
@@ -56,9 +57,33 @@ options:
           - The module does not fail on a refusal, because the task's C(no_log) would hide the message;
             the caller asserts RV(refused) is empty and shows it (see the example).
         type: dict
+  read_all:
+    description:
+      - Only read every secret persisted under O(dir) (files named like a secret, up to 64 KiB)
+        and return them in RV(secrets), with RV(dir) and RV(host); nothing is resolved or written.
+      - Registered once per run (no_log) and passed as O(known) to the later calls, it lets them
+        be answered on the controller without a round trip (roles/common does this for the stack).
+    type: bool
+    default: false
+  known:
+    description:
+      - The registered result of an earlier O(read_all=true) call of this run, on the same host and O(dir).
+      - The action plugin answers the call itself when every requested secret is there and nothing has to
+        be written (no operator value, or the same one as persisted) and no call of this run has written
+        it since; otherwise, or when O(known) is from another host or directory, the module runs on the
+        host as without it.
+    type: dict
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
+  action:
+    support: full
+    details: An action plugin answers from O(known) on the controller when it can, else runs the module.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: Nothing is written; values that would be generated are returned.
@@ -103,6 +128,14 @@ secrets:
   description: Name to value.
   returned: always
   type: dict
+dir:
+  description: The directory read.
+  returned: when O(read_all=true)
+  type: str
+host:
+  description: The inventory name of the host the secrets were read on (the task's delegate, else the host).
+  returned: when O(read_all=true)
+  type: str
 generated:
   description: Names that were generated in this run.
   returned: always
@@ -121,19 +154,19 @@ refused:
 """
 
 import os
-import re
 import secrets as random_source
 import string
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_atomically
+from ansible_collections.aistack.hosting.plugins.module_utils.secret_specs import NAME, kept_value, spec_error
 
 ALPHABETS = {
     "alnum": string.ascii_letters + string.digits,
     "hex": "0123456789abcdef",
     "urlsafe": string.ascii_letters + string.digits + "-_",
 }
-NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+READ_ALL_MAX_BYTES = 64 * 1024
 
 
 def generate(length: int, charset: str) -> str:
@@ -148,6 +181,25 @@ def read_secret(path: str) -> str | None:
             return handle.read().rstrip("\n")
     except FileNotFoundError:
         return None
+
+
+def read_all(directory: str) -> dict[str, str]:
+    """Every persisted secret under ``directory`` (none when it does not exist yet)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for name in names:
+        path = os.path.join(directory, name)
+        if NAME.match(name) and os.path.isfile(path) and os.path.getsize(path) <= READ_ALL_MAX_BYTES:
+            try:
+                value = read_secret(path)
+            except UnicodeDecodeError:  # not a secret of this module's (a key in another format)
+                continue
+            if value is not None:
+                found[name] = value
+    return found
 
 
 def write_secret(path: str, value: str, replace: bool = True) -> None:
@@ -171,12 +223,13 @@ def create_secret(path: str, value: str) -> str:
 
 def resolve(name: str, spec: dict, persisted: str | None) -> tuple[str, str]:
     """Return (value, action) where action is keep, generate or update."""
+    kept = kept_value(spec, persisted)
+    if kept is not None:
+        return kept, "keep"
     given = spec.get("value") or ""
     if given:
         if persisted is None:
             return given, "update"
-        if given == persisted:
-            return given, "keep"
         if spec.get("immutable"):
             raise ValueError(
                 f"secret {name} is immutable: the inventory value differs from the one persisted on the host. "
@@ -184,8 +237,6 @@ def resolve(name: str, spec: dict, persisted: str | None) -> tuple[str, str]:
                 "persisted one, or rotate deliberately (see docs/secrets.md)."
             )
         return given, "update"
-    if persisted:
-        return persisted, "keep"
     return generate(spec.get("length") or 32, spec.get("charset") or "alnum"), "generate"
 
 
@@ -202,30 +253,22 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             dir=dict(type="path", default="/etc/aistack/secrets"),
-            secrets=dict(
-                type="dict",
-                required=True,
-                no_log=False,
-            ),
+            secrets=dict(type="dict", no_log=False),
+            read_all=dict(type="bool", default=False),
+            known=dict(type="dict", no_log=True),  # the action plugin's; never sent here
         ),
         supports_check_mode=True,
     )
     directory = module.params["dir"]
+    if module.params["read_all"]:
+        module.exit_json(changed=False, secrets=read_all(directory), dir=directory, generated=[], updated=[], refused=[])
     requested = module.params["secrets"]
+    if not requested:
+        module.fail_json(msg="secrets is required (the secrets to resolve), unless read_all is true")
     for name, spec in requested.items():
-        if not NAME.match(name):
-            module.fail_json(msg=f"secret name {name!r} may only use letters, digits, '.', '_' and '-'")
-        if spec is not None and not isinstance(spec, dict):
-            module.fail_json(msg=f"secret {name}: expected a dict of options, got {type(spec).__name__}")
-        length = (spec or {}).get("length", 32)
-        if not isinstance(length, int) or length < 16:
-            module.fail_json(msg=f"secret {name}: length must be an integer >= 16")
-        if (spec or {}).get("charset", "alnum") not in ALPHABETS:
-            module.fail_json(msg=f"secret {name}: charset must be one of {sorted(ALPHABETS)}")
-        guard = (spec or {}).get("guard")
-        if guard is not None and not (isinstance(guard, dict) and isinstance(guard.get("argv"), list)
-                                      and guard["argv"] and isinstance(guard.get("msg"), str)):
-            module.fail_json(msg=f"secret {name}: guard needs argv (a non-empty list) and msg (a string)")
+        error = spec_error(name, spec)
+        if error:
+            module.fail_json(msg=error)
 
     values: dict[str, str] = {}
     refused: list[str] = []

@@ -93,3 +93,23 @@ def test_invalid_existing_file_fails_with_its_path(run, paths):
     result = run({**paths, "options": {}})
     assert result["failed"] is True
     assert paths["path"] in result["msg"]
+
+
+def test_makes_the_directories_with_their_modes_once(run, tmp_path):
+    import os
+    import stat
+
+    args = {"path": str(tmp_path / "etc-docker" / "daemon.json"), "fragments_dir": str(tmp_path / "aistack" / "daemon.d"),
+            "state_path": str(tmp_path / "managed.json"), "options": {"log-driver": "local"}}
+    checked = run(args, check_mode=True)
+    assert checked["changed"] and len(checked["directories"]) == 2 and not (tmp_path / "etc-docker").exists()
+    first = run(args)
+    assert first["changed"] and sorted(first["directories"]) == sorted([str(tmp_path / "etc-docker"),
+                                                                        str(tmp_path / "aistack" / "daemon.d")])
+    assert stat.S_IMODE(os.stat(tmp_path / "etc-docker").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "aistack" / "daemon.d").st_mode) == 0o700
+    os.chmod(tmp_path / "aistack" / "daemon.d", 0o755)
+    again = run(args)
+    assert again["changed"] and again["directories"] == [str(tmp_path / "aistack" / "daemon.d")]
+    assert stat.S_IMODE(os.stat(tmp_path / "aistack" / "daemon.d").st_mode) == 0o700
+    assert not run(args)["changed"]

@@ -5,6 +5,8 @@ import stat
 
 import pytest
 
+from conftest import play_on_localhost
+
 from ansible_collections.aistack.hosting.plugins.modules import persistent_secrets
 
 
@@ -107,3 +109,109 @@ def test_concurrent_generation_keeps_the_first_writers_value(run, tmp_path, monk
     assert result["generated"] == [] and not result["changed"]
     assert (tmp_path / "n8n_encryption_key").read_text() == "the-other-runs-key-0123456789\n"
     assert [p.name for p in tmp_path.iterdir()] == ["n8n_encryption_key"]  # no temporary file left
+
+
+def test_read_all_returns_every_persisted_secret_and_nothing_else(run_module, tmp_path):
+    (tmp_path / "redis_password").write_text("r" * 32 + "\n")
+    (tmp_path / "n8n_encryption_key").write_text("k" * 48 + "\n")
+    (tmp_path / "not a name").write_text("x")
+    (tmp_path / "big").write_text("b" * (65 * 1024))
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "subdir").mkdir()
+    result = run_module(persistent_secrets, {"dir": str(tmp_path), "read_all": True})
+    assert not result["changed"] and result["dir"] == str(tmp_path)
+    assert result["secrets"] == {"n8n_encryption_key": "k" * 48, "redis_password": "r" * 32}
+    assert run_module(persistent_secrets, {"dir": str(tmp_path / "none"), "read_all": True})["secrets"] == {}
+
+
+def test_secrets_are_required_without_read_all(run_module, tmp_path):
+    result = run_module(persistent_secrets, {"dir": str(tmp_path)})
+    assert result["failed"] and "secrets is required" in result["msg"]
+
+
+# The action plugin, through ansible-playbook: a call is answered from the run's
+# read_all when nothing has to be written, and goes to the module otherwise.
+KNOWN_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  vars:
+    dir: "{{ playbook_dir }}/secrets"
+    other_dir: "{{ playbook_dir }}/other"
+  tasks:
+    - name: Read once
+      aistack.hosting.persistent_secrets: {dir: "{{ dir }}", read_all: true}
+      register: known
+
+    # The file changes under the run: an answer from the read still says "old",
+    # which shows no module ran for it.
+    - ansible.builtin.copy: {dest: "{{ dir }}/pw", content: "changed-behind-the-runs-back-0123\\n", mode: "0600"}
+
+    - name: Nothing to write, answered from the read
+      aistack.hosting.persistent_secrets:
+        dir: "{{ dir }}"
+        known: "{{ known }}"
+        secrets: {pw: {}, same: {value: same-value-0123456789abcdef}}
+      register: answered
+
+    - name: Read in another directory, the module reads its own
+      aistack.hosting.persistent_secrets:
+        dir: "{{ other_dir }}"
+        known: "{{ known }}"
+        secrets: {pw: {}}
+      register: elsewhere
+
+    - name: An operator value to write, the module writes it
+      aistack.hosting.persistent_secrets:
+        dir: "{{ dir }}"
+        known: "{{ known }}"
+        secrets: {same: {value: new-value-0123456789abcdef}}
+      register: updated
+
+    - name: Written in this run, read again and not answered from the stale read
+      aistack.hosting.persistent_secrets:
+        dir: "{{ dir }}"
+        known: "{{ known }}"
+        secrets: {same: {}}
+      register: after
+
+    - name: Not read at the start, the module generates it
+      aistack.hosting.persistent_secrets:
+        dir: "{{ dir }}"
+        known: "{{ known }}"
+        secrets: {fresh: {}}
+      register: generated
+
+    - name: A malformed request fails as the module does, known or not
+      aistack.hosting.persistent_secrets:
+        dir: "{{ dir }}"
+        known: "{{ known }}"
+        secrets: {pw: {length: 8}}
+      register: malformed
+      ignore_errors: true
+
+    - ansible.builtin.assert:
+        that:
+          - known.secrets | dict2items | map(attribute='key') | sort == ['pw', 'same']
+          - known.secrets.pw == 'old-value-0123456789abcdef'
+          - known.host == 'localhost'
+          - answered.secrets.pw == 'old-value-0123456789abcdef'
+          - answered.secrets.same == 'same-value-0123456789abcdef'
+          - not answered.changed
+          - elsewhere.secrets.pw == 'other-dir-value-0123456789'
+          - updated.changed and updated.updated == ['same']
+          - after.secrets.same == 'new-value-0123456789abcdef'
+          - not after.changed
+          - generated.generated == ['fresh']
+          - malformed.failed and 'length must be an integer' in malformed.msg
+"""
+
+
+def test_action_answers_from_the_runs_read_only_when_nothing_is_written(tmp_path):
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "pw").write_text("old-value-0123456789abcdef\n")
+    (tmp_path / "secrets" / "same").write_text("same-value-0123456789abcdef\n")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "pw").write_text("other-dir-value-0123456789\n")
+    (tmp_path / "play.yml").write_text(KNOWN_PLAY)
+    play_on_localhost(tmp_path)
+    assert (tmp_path / "secrets" / "same").read_text() == "new-value-0123456789abcdef\n"
