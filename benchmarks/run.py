@@ -194,9 +194,11 @@ def load(host: str, path: str, clients: int, seconds: int) -> dict:
 
 # n8n throughput settings compared by --n8n-profiles, each applied with `--tags n8n`.
 # "before": the settings this role used before its tuning (n8n's own defaults for
-# the Postgres pool and the vm expression engine's cache, pool and timing).
+# the Postgres pool and the vm expression engine's cache, pool and timing; two
+# workers of concurrency 10 whatever the host's CPUs).
 N8N_PROFILES = [
-    ("before (n8n's defaults)", {"n8n_env_extra": {"DB_POSTGRESDB_POOL_SIZE": "2",
+    ("before (n8n's defaults)", {"n8n_workers": 2, "n8n_worker_concurrency": 10,
+                                 "n8n_env_extra": {"DB_POSTGRESDB_POOL_SIZE": "2",
                                                    "N8N_EXPRESSION_ENGINE_COMPILE_CACHE": "false",
                                                    "N8N_EXPRESSION_ENGINE_POOL_SIZE": "1",
                                                    "N8N_EXPRESSION_ENGINE_OBSERVABILITY_ENABLED": "true"}}),
