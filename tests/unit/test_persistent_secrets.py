@@ -147,45 +147,27 @@ KNOWN_PLAY = """
     - ansible.builtin.copy: {dest: "{{ dir }}/pw", content: "changed-behind-the-runs-back-0123\\n", mode: "0600"}
 
     - name: Nothing to write, answered from the read
-      aistack.hosting.persistent_secrets:
-        dir: "{{ dir }}"
-        known: "{{ known }}"
-        secrets: {pw: {}, same: {value: same-value-0123456789abcdef}}
+      aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {pw: {}, same: {value: same-value-0123456789abcdef}}}
       register: answered
 
     - name: Read in another directory, the module reads its own
-      aistack.hosting.persistent_secrets:
-        dir: "{{ other_dir }}"
-        known: "{{ known }}"
-        secrets: {pw: {}}
+      aistack.hosting.persistent_secrets: {dir: "{{ other_dir }}", known: "{{ known }}", secrets: {pw: {}}}
       register: elsewhere
 
     - name: An operator value to write, the module writes it
-      aistack.hosting.persistent_secrets:
-        dir: "{{ dir }}"
-        known: "{{ known }}"
-        secrets: {same: {value: new-value-0123456789abcdef}}
+      aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {same: {value: new-value-0123456789abcdef}}}
       register: updated
 
     - name: Written in this run, read again and not answered from the stale read
-      aistack.hosting.persistent_secrets:
-        dir: "{{ dir }}"
-        known: "{{ known }}"
-        secrets: {same: {}}
+      aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {same: {}}}
       register: after
 
     - name: Not read at the start, the module generates it
-      aistack.hosting.persistent_secrets:
-        dir: "{{ dir }}"
-        known: "{{ known }}"
-        secrets: {fresh: {}}
+      aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {fresh: {}}}
       register: generated
 
     - name: A malformed request fails as the module does, known or not
-      aistack.hosting.persistent_secrets:
-        dir: "{{ dir }}"
-        known: "{{ known }}"
-        secrets: {pw: {length: 8}}
+      aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {pw: {length: 8}}}
       register: malformed
       ignore_errors: true
 
