@@ -68,8 +68,10 @@ class ActionModule(ActionBase):
     @staticmethod
     def _answer(requested, known: dict, host: str, directory: str) -> dict | None:
         """Every requested value from ``known``, or None when the module has to run."""
-        if not isinstance(requested, dict) or not requested or not isinstance(known, dict):
+        if not isinstance(requested, dict) or not isinstance(known, dict):
             return None
+        if not requested:
+            return {}  # nothing asked (a host of the layout that needs none of them)
         if known.get("host") != host or os.path.normpath(known.get("dir") or "") != directory:
             return None
         persisted = known.get("secrets")

@@ -263,7 +263,7 @@ def main() -> None:
     if module.params["read_all"]:
         module.exit_json(changed=False, secrets=read_all(directory), dir=directory, generated=[], updated=[], refused=[])
     requested = module.params["secrets"]
-    if not requested:
+    if requested is None:  # an empty dict is a request for nothing (a host that needs none)
         module.fail_json(msg="secrets is required (the secrets to resolve), unless read_all is true")
     for name, spec in requested.items():
         error = spec_error(name, spec)

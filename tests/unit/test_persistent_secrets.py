@@ -129,6 +129,12 @@ def test_secrets_are_required_without_read_all(run_module, tmp_path):
     assert result["failed"] and "secrets is required" in result["msg"]
 
 
+def test_an_empty_request_resolves_nothing(run, tmp_path):
+    # A host of a layout whose roles need none of the secrets (a monitoring agent host).
+    result = run(tmp_path, {})
+    assert not result["failed"] and not result["changed"] and result["secrets"] == {}
+
+
 # The action plugin, through ansible-playbook: a call is answered from the run's
 # read_all when nothing has to be written, and goes to the module otherwise.
 KNOWN_PLAY = """
@@ -166,6 +172,10 @@ KNOWN_PLAY = """
       aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {fresh: {}}}
       register: generated
 
+    - name: Nothing asked, nothing answered
+      aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {}}
+      register: nothing
+
     - name: A malformed request fails as the module does, known or not
       aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {pw: {length: 8}}}
       register: malformed
@@ -183,6 +193,7 @@ KNOWN_PLAY = """
           - updated.changed and updated.updated == ['same']
           - after.secrets.same == 'new-value-0123456789abcdef'
           - not after.changed
+          - nothing.secrets == {} and not nothing.changed
           - generated.generated == ['fresh']
           - malformed.failed and 'length must be an integer' in malformed.msg
 """
