@@ -7,9 +7,10 @@
 Each service role resolves its secrets in its own call; on a converged host every
 one of them only reads files that roles/common read once at the start of the run
 (``read_all``). Such a call is answered here from that read (``known``) without a
-round trip to the host. Anything that has to be written, generated, guarded or
-refused, a malformed request, or values read on another host or directory, goes
-to the module as before.
+round trip to the host. Anything that has to be written, generated or refused,
+a secret with a guard (its guard must see the files as they are), a malformed
+request, or values read on another host or directory, goes to the module as
+before.
 
 A secret written by a call of this run (an operator's new value, a generated one)
 is never answered from the earlier read: its name (not its value) is marked in
@@ -80,6 +81,10 @@ class ActionModule(ActionBase):
         answer = {}
         for name, spec in requested.items():
             if spec_error(name, spec) or os.path.exists(_written_marker(host, directory, name)):
+                return None
+            # A guarded secret (n8n's encryption key) is resolved on the host every time: its guard
+            # must see the key file as it is now, even if it went missing after the run's read.
+            if (spec or {}).get("guard"):
                 return None
             value = kept_value(spec, persisted.get(name))
             if value is None:

@@ -172,6 +172,17 @@ KNOWN_PLAY = """
       aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {fresh: {}}}
       register: generated
 
+    # A guarded key whose file went missing after the read: the host is asked,
+    # the guard runs (it counts 1 here) and the generation is refused.
+    - ansible.builtin.file: {path: "{{ dir }}/pw", state: absent}
+
+    - name: A guarded secret, always resolved on the host
+      aistack.hosting.persistent_secrets:
+        dir: "{{ dir }}"
+        known: "{{ known }}"
+        secrets: {pw: {immutable: true, guard: {argv: [echo, "1"], msg: "pw is missing but {count} thing(s) need it"}}}
+      register: guarded
+
     - name: Nothing asked, nothing answered
       aistack.hosting.persistent_secrets: {dir: "{{ dir }}", known: "{{ known }}", secrets: {}}
       register: nothing
@@ -194,6 +205,7 @@ KNOWN_PLAY = """
           - after.secrets.same == 'new-value-0123456789abcdef'
           - not after.changed
           - nothing.secrets == {} and not nothing.changed
+          - guarded.refused == ['pw is missing but 1 thing(s) need it'] and 'pw' not in guarded.secrets
           - generated.generated == ['fresh']
           - malformed.failed and 'length must be an integer' in malformed.msg
 """
