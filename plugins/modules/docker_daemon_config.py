@@ -21,8 +21,8 @@ description:
   - The candidate file is validated (JSON object; C(dockerd --validate) where the
     installed engine supports it) before it replaces the live file atomically.
   - With O(state=present) it also makes the directory of O(path) (0755) and
-    O(fragments_dir) (0700) when missing, or sets their mode, so a run needs no
-    separate round trip for them.
+    O(fragments_dir) (0700) when missing, or sets their owner (root) and mode, so a
+    run needs no separate round trip for them.
   - Supports check mode and diff mode.
 options:
   path:
@@ -88,7 +88,7 @@ managed_keys:
   type: list
   elements: str
 directories:
-  description: The directories made or whose mode was set (or would be, in check mode).
+  description: The directories made or whose owner or mode was set (or would be, in check mode).
   returned: always
   type: list
   elements: str
@@ -101,11 +101,11 @@ validated_with:
 import glob
 import json
 import os
-import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_atomically
+from ansible_collections.aistack.hosting.plugins.module_utils.file_set import FileSet
 
 from ansible_collections.aistack.hosting.plugins.module_utils.daemon_json import (
     desired_config,
@@ -135,25 +135,6 @@ def load_managed_keys(path: str) -> list[str]:
     state = parse(read_text(path), path)
     keys = state.get("managed_keys", [])
     return [str(key) for key in keys] if isinstance(keys, list) else []
-
-
-def directories_to_fix(wanted: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The (directory, mode) pairs that are missing or have another mode."""
-    fix = []
-    for directory, mode in wanted:
-        try:
-            if stat.S_IMODE(os.stat(directory).st_mode) == mode:
-                continue
-        except FileNotFoundError:
-            pass
-        fix.append((directory, mode))
-    return fix
-
-
-def fix_directories(fix: list[tuple[str, int]]) -> None:
-    for directory, mode in fix:
-        os.makedirs(directory, mode=mode, exist_ok=True)
-        os.chmod(directory, mode)
 
 
 def validate_with_dockerd(module: AnsibleModule, candidate: str) -> str:
@@ -204,11 +185,14 @@ def main() -> None:
     state_text = json.dumps({"managed_keys": managed_keys}, indent=2) + "\n"
     file_changed = after_text != before_text and not (params["state"] == "absent" and not before_text)
     state_changed = read_text(state_path) != state_text and (managed_keys or os.path.exists(state_path))
-    directories = directories_to_fix([(os.path.dirname(path), 0o755), (params["fragments_dir"], 0o700)]
-                                     if params["state"] == "present" else [])
+    # Declared directories (root, exact mode), made or fixed now: nothing in check mode.
+    directories = FileSet(module, "/")
+    if params["state"] == "present":
+        directories.ensure_dir(os.path.dirname(path), 0o755)
+        directories.ensure_dir(params["fragments_dir"], 0o700)
     result = dict(
-        changed=file_changed or bool(directories),
-        directories=[directory for directory, _mode in directories],
+        changed=file_changed or bool(directories.changed),
+        directories=[directories.path(rel) for rel in directories.changed],
         config=new_config,
         managed_keys=managed_keys,
         diff=dict(before=before_text, after=after_text, before_header=path, after_header=path),
@@ -226,7 +210,6 @@ def main() -> None:
     if module.check_mode:
         module.exit_json(**result)
 
-    fix_directories(directories)
     if file_changed:
         if after_text:
             write_atomically(path, after_text, 0o644)
