@@ -31,6 +31,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from demo import ANSIBLE_ENV as DEMO_ANSIBLE_ENV  # noqa: E402  (the demo's Mitogen strategy)
+
+# The plain Docker connection: Ansible's own linear strategy, a `docker exec` per task.
+PLAIN = {"ANSIBLE_STRATEGY": "linear"}
 VENV_BIN = Path(sys.executable).parent
 HOST = "aistack-demo"
 RECAP = re.compile(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)")
@@ -85,11 +90,12 @@ def sh(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def playbook(*extra: str, env: dict | None = None) -> tuple[float, str]:
-    """Run site.yml against the demo inventory; seconds and a recap summary."""
+    """Run site.yml against the demo inventory with the demo's Ansible settings (`env` on top);
+    seconds and a recap summary."""
     start = time.monotonic()
     inventory = [] if "-i" in extra else ["-i", "inventories/demo"]
     proc = sh([str(VENV_BIN / "ansible-playbook"), "site.yml", *inventory, *extra],
-              env={**os.environ, **(env or {})})
+              env={**os.environ, **DEMO_ANSIBLE_ENV, **(env or {})})
     seconds = time.monotonic() - start
     found = RECAP.search(proc.stdout)
     if proc.returncode != 0 or not found:
@@ -157,22 +163,22 @@ def connection_rows() -> list[tuple[str, str, str]]:
     ssh = ssh_into_demo()
     # The demo host's SSH key is new each time it is made (Mitogen reads this setting, not the ssh args).
     fresh_key = {"ANSIBLE_HOST_KEY_CHECKING": "False"}
-    variants = [("community.docker.docker (the demo's connection)", [], {}),
-                ("SSH, pipelining + ControlPersist (ansible.cfg)", ssh, fresh_key),
-                ("SSH without pipelining", ssh, {**fresh_key, "ANSIBLE_PIPELINING": "False"})]
+    variants = [("community.docker.docker without Mitogen", [], PLAIN),
+                ("SSH, pipelining + ControlPersist (ansible.cfg)", ssh, {**fresh_key, **PLAIN}),
+                ("SSH without pipelining", ssh, {**fresh_key, **PLAIN, "ANSIBLE_PIPELINING": "False"})]
     mitogen = mitogen_env()
     if mitogen:
         variants.append(("SSH with Mitogen (mitogen_linear)", ssh, {**fresh_key, **mitogen}))
         # mitogen_linear leaves community.docker.docker to the plain plugin (it maps connections by
         # short name only): the suite's strategy maps the FQCN, as its converges use it (docs/testing.md).
-        variants.append(("community.docker.docker with Mitogen (tests/mitogen/aistack_mitogen_linear)", [],
+        variants.append(("community.docker.docker with Mitogen (scripts/mitogen/aistack_mitogen_linear)", [],
                          {"ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "tests" / "mitogen"),
                           "ANSIBLE_STRATEGY": "aistack_mitogen_linear"}))
     for label, extra, env in variants:
         try:
             playbook(*extra, env=env)  # warm: ControlPersist master, fact cache
             seconds, recap = playbook(*extra, env=env)
-            rows.append((f"no-op site.yml over {label}", f"{seconds:.0f} s", recap))
+            rows.append((f"no-op site.yml over {label}", f"{seconds:.1f} s", recap))
         except SystemExit as failed:
             rows.append((f"no-op site.yml over {label}", "failed", str(failed)))
         print(f"bench: {rows[-1]}", flush=True)
@@ -284,20 +290,22 @@ def main() -> int:
         print_table(profile_rows())
         return 0
     playbook()  # warm the fact cache and settle anything a previous run left
-    for label, extra in (("full no-op re-run of site.yml", ()), ("--tags n8n no-op", ("--tags", "n8n")),
-                         ("--check on the converged host", ("--check",))):
-        seconds, recap = playbook(*extra)
-        rows.append((label, f"{seconds:.0f} s", recap))
+    for label, extra, env in (("full no-op re-run of site.yml", (), {}), ("--tags n8n no-op", ("--tags", "n8n"), {}),
+                              ("--check on the converged host", ("--check",), {}),
+                              ("full no-op re-run without Mitogen (plain Docker connection)", (), PLAIN),
+                              ("--tags n8n no-op without Mitogen", ("--tags", "n8n"), PLAIN)):
+        seconds, recap = playbook(*extra, env=env)
+        rows.append((label, f"{seconds:.1f} s", recap))
         print(f"bench: {label}: {seconds:.1f} s ({recap})", flush=True)
     if args.connections:
         rows += connection_rows()
     if not args.skip_converge:
         compose_all("stop")
         plain = compose_all("up")
-        rows.append(("plain docker compose up -d --wait, every project (stopped stack)", f"{plain:.0f} s", ""))
+        rows.append(("plain docker compose up -d --wait, every project (stopped stack)", f"{plain:.1f} s", ""))
         compose_all("stop")
         seconds, recap = playbook()
-        rows.append(("site.yml on the same stopped stack", f"{seconds:.0f} s",
+        rows.append(("site.yml on the same stopped stack", f"{seconds:.1f} s",
                      f"{recap}; {seconds / plain:.2f}x the plain compose up"))
         print(f"bench: converge {seconds:.1f} s vs plain {plain:.1f} s", flush=True)
     warm_up()
@@ -314,7 +322,7 @@ def main() -> int:
 
 def print_table(rows: list[tuple[str, str, str]]) -> None:
     cpus = sh(["nproc"]).stdout.strip()
-    print(f"\n| what (demo host, {cpus} CPUs, community.docker.docker connection) | time / rate | notes |")
+    print(f"\n| what (demo host, {cpus} CPUs, community.docker.docker connection, Mitogen unless the row says otherwise) | time / rate | notes |")
     print("|---|---|---|")
     for row in rows:
         print(f"| {' | '.join(row)} |")

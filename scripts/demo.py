@@ -8,6 +8,7 @@ reaches it with the community.docker.docker connection: no SSH needed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -26,6 +27,12 @@ PEBBLE_CONFIG = (
     ' "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false}}'
 )
 NETWORK = "aistack-kit"
+# The demo runs Ansible as the suite's converges do: Mitogen's linear strategy keeps one
+# Python in the host instead of a `docker exec` and a fresh interpreter per task
+# (scripts/mitogen; docs/performance.md: a no-op run of site.yml ~25 % faster here).
+# `scripts/demo.py play [ansible-playbook args]` re-runs site.yml with the same settings.
+ANSIBLE_ENV = {"ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "scripts" / "mitogen"),
+               "ANSIBLE_STRATEGY": "aistack_mitogen_linear"}
 # What the demo inventory exposes (inventories/demo/group_vars/all.yml).
 PUBLIC_URLS = (
     ("n8n.demo.aistack.test", "/healthz/readiness", "n8n: owner owner@demo.aistack.test / Demo-Owner-Passw0rd"),
@@ -94,12 +101,12 @@ def up() -> int:
     print("demo: $ ansible-playbook site.yml -i inventories/demo --tags docker   # the engine first, for Pebble", flush=True)
     # Pebble's CA does not exist yet: every role's preflight runs, so leave it out of this pass.
     docker_only = [*cmd, "--tags", "docker", "-e", '{"traefik_acme_ca_certificates": []}']
-    if subprocess.run(docker_only, cwd=ROOT).returncode != 0:
+    if subprocess.run(docker_only, cwd=ROOT, env=ansible_env()).returncode != 0:
         print("demo: site.yml --tags docker failed", file=sys.stderr)
         return 1
     start_pebble()
     print("demo: $ ansible-playbook site.yml -i inventories/demo", flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+    if subprocess.run(cmd, cwd=ROOT, env=ansible_env()).returncode != 0:
         print("demo: site.yml failed", file=sys.stderr)
         return 1
     print("\ndemo: what the host runs now")
@@ -133,10 +140,23 @@ def up() -> int:
           " and trust that CA in your browser.")
     print("  Secrets: docker exec aistack-demo cat /etc/aistack/secrets/<name> (names listed above by the play).")
     print(f"\ndemo: done in {time.monotonic() - started:.0f}s. Explore: docker exec -it {HOST} bash; "
-          f"re-run: ansible-playbook site.yml -i inventories/demo; remove: make demo-clean")
+          f"re-run: {sys.executable} scripts/demo.py play [--tags n8n ...] (or plain "
+          f"ansible-playbook site.yml -i inventories/demo, without Mitogen); remove: make demo-clean")
     return 0
+
+
+def ansible_env() -> dict[str, str]:
+    return {**os.environ, **ANSIBLE_ENV}
+
+
+def play(args: list[str]) -> int:
+    """site.yml against the demo host with the demo's Ansible settings."""
+    return subprocess.run([str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo", *args],
+                          cwd=ROOT, env=ansible_env()).returncode
 
 
 if __name__ == "__main__":
     action = sys.argv[1] if len(sys.argv) > 1 else "up"
+    if action == "play":
+        sys.exit(play(sys.argv[2:]))
     sys.exit(up() if action == "up" else (down() or 0))

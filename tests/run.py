@@ -357,7 +357,7 @@ def converge_log(scenario: str) -> Path:
     return LOGS / f"molecule-{scenario}-converge-vvv.log"
 
 
-# Mitogen (tests/mitogen): one persistent Python per test host instead of a `docker
+# Mitogen (scripts/mitogen): one persistent Python per test host instead of a `docker
 # exec` and a fresh interpreter per task, ~7x less wall time per task on CI's two
 # cores (docs/testing.md). The same playbooks, modules and assertions. Not for molecule's
 # own create/destroy (their async container removal hangs under Mitogen's local

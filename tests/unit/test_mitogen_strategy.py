@@ -1,10 +1,10 @@
-"""tests/mitogen/aistack_mitogen_linear.py: the docker driver's FQCN connection goes to Mitogen's docker transport."""
+"""scripts/mitogen/aistack_mitogen_linear.py: the docker driver's FQCN connection goes to Mitogen's docker transport."""
 import importlib.util
 from pathlib import Path
 
 from ansible.playbook.play_context import PlayContext
 
-SHIM = Path(__file__).resolve().parents[1] / "mitogen" / "aistack_mitogen_linear.py"
+SHIM = Path(__file__).resolve().parents[2] / "scripts" / "mitogen" / "aistack_mitogen_linear.py"
 
 
 def load_shim():

@@ -3,8 +3,10 @@
 Molecule's docker driver names the connection by its FQCN; Mitogen replaces
 connections it knows by their short names only (``docker`` -> ``mitogen_docker``).
 This strategy maps the FQCN to ``docker`` first, then is ``mitogen_linear``.
-Test tooling only (tests/run.py and .config/molecule/config.yml select it);
-docs/performance.md says what Mitogen changes and why users may enable it.
+The test runs (tests/run.py, .config/molecule/config.yml) and the demo and its
+benchmark (scripts/demo.py, benchmarks/run.py) select it; docs/performance.md
+says what Mitogen changes, why production SSH runs do not use it by default and
+how to enable it there.
 """
 from __future__ import annotations
 
