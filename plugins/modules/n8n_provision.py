@@ -14,6 +14,11 @@ short_description: Idempotently set up n8n's owner, import workflows and credent
 version_added: 0.1.0
 description:
   - Creates the owner account when n8n has none yet, then logs in as the owner.
+  - n8n limits logins per client address (HTTP 429 after a few within minutes), so the owner's
+    session is kept in O(session_path) and the next run resumes it (one C(GET /rest/login))
+    instead of logging in again; a session n8n no longer accepts (expired, the password
+    changed, another owner) is replaced by a new login. A login refused with HTTP 429 is
+    retried after the wait n8n asks for (C(Retry-After)), two minutes at most.
   - Creates or updates credentials (n8n encrypts them with its key); their data
     is passed in memory and never written to disk on the host.
   - Then imports workflows (n8n export JSON, each with a stable C(id)) when they are
@@ -103,6 +108,15 @@ options:
     description: Where the hashes of imported workflows and credentials are kept.
     type: path
     required: true
+  session_path:
+    description:
+      - Where the owner's session cookie is kept between runs (a JSON file, mode 0600, its
+        directory 0700). It is a credential for as long as n8n accepts it (7 days by default):
+        keep it on the host's tmpfs (C(/run)), out of backups. Not given, every run logs in.
+      - It is resumed only for the same O(owner) e-mail and password (the file holds a salted
+        scrypt hash of them, never the password), so a wrong password still fails at the login.
+      - Never written in check mode.
+    type: path
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -124,6 +138,7 @@ EXAMPLES = r"""
     owner: {email: ops@example.com, password: "{{ vault_n8n_owner_password }}", first_name: Ops, last_name: Team}
     workflows: [{content: "{{ lookup('file', 'hello.json') | from_json }}", active: true}]
     state_path: /opt/aistack/n8n/provisioned.json
+    session_path: /run/aistack/n8n-session.json
   no_log: true
 """
 
@@ -155,6 +170,7 @@ credentials:
 
 import hashlib
 import json
+import os
 import time
 import urllib.error
 from typing import Any
@@ -163,6 +179,19 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.aistack.hosting.plugins.module_utils.atomic import write_json_atomically
 from ansible_collections.aistack.hosting.plugins.module_utils.container_address import api_url
 from ansible_collections.aistack.hosting.plugins.module_utils.json_api import JsonApi
+
+# n8n's answer to too many logins from one address; waited out up to this many seconds in all.
+LOGIN_RATE_LIMIT_WAIT = 120
+
+
+class HttpStatusError(RuntimeError):
+    """n8n answered with an HTTP error status."""
+
+    def __init__(self, message: str, code: int, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+
 
 # Fields of an exported workflow that the REST API accepts on create/update.
 WORKFLOW_FIELDS = ("id", "name", "nodes", "connections", "settings", "staticData", "pinData", "meta")
@@ -192,7 +221,11 @@ class N8nClient:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")[:500]
-            raise RuntimeError(f"{method} {path} -> HTTP {exc.code}: {detail}") from exc
+            try:
+                retry_after = float(exc.headers.get("Retry-After", "")) if exc.headers else None
+            except ValueError:
+                retry_after = None
+            raise HttpStatusError(f"{method} {path} -> HTTP {exc.code}: {detail}", exc.code, retry_after) from exc
         parsed = json.loads(payload) if payload else {}
         return parsed.get("data", parsed) if isinstance(parsed, dict) else parsed
 
@@ -213,8 +246,74 @@ def save_state(path: str, state: dict) -> None:
     write_json_atomically(path, state, 0o600)
 
 
-def ensure_owner(client: N8nClient, owner: dict, check_mode: bool) -> bool:
-    """Create the owner if n8n still shows its setup screen; then log in."""
+def owner_proof(owner: dict, salt: bytes) -> str:
+    """A slow salted hash of the owner's login: the kept session is resumed only for the same
+    e-mail and password (a wrong password in the inventory still fails at the login)."""
+    login_id = f"{owner['email'].lower()}\n{owner['password']}".encode()
+    return hashlib.scrypt(login_id, salt=salt, n=2 ** 14, r=8, p=1, maxmem=64 * 1024 * 1024).hex()
+
+
+def load_session(path: str | None, owner: dict) -> dict[str, str]:
+    """The cookies a previous run kept for this owner's login, or none."""
+    if not path:
+        return {}
+    kept = load_state(path)
+    cookies, proof = kept.get("cookies"), kept.get("owner") or {}
+    try:
+        same_owner = owner_proof(owner, bytes.fromhex(proof.get("salt", ""))) == proof.get("scrypt")
+    except (TypeError, ValueError):
+        same_owner = False
+    return cookies if isinstance(cookies, dict) and same_owner else {}
+
+
+def save_session(path: str | None, cookies: dict[str, str], owner: dict) -> None:
+    if not path or not cookies:
+        return
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    salt = os.urandom(16)
+    write_json_atomically(path, {"cookies": cookies, "owner": {"salt": salt.hex(), "scrypt": owner_proof(owner, salt)}},
+                          0o600)
+
+
+def resume_session(client: N8nClient, owner: dict, cookies: dict[str, str]) -> bool:
+    """Whether n8n still accepts the kept session as the owner's (one GET, no login)."""
+    if not cookies:
+        return False
+    client.cookies = dict(cookies)
+    try:
+        user = client.call("GET", "/rest/login")
+    except HttpStatusError as exc:
+        if exc.code not in (401, 403):
+            raise
+        user = None
+    if isinstance(user, dict) and str(user.get("email", "")).lower() == owner["email"].lower():
+        return True
+    client.cookies = {}
+    return False
+
+
+def login(client: N8nClient, owner: dict) -> None:
+    """Log in as the owner, waiting out n8n's login rate limit (bounded)."""
+    waited = 0.0
+    while True:
+        try:
+            client.call("POST", "/rest/login", {"emailOrLdapLoginId": owner["email"], "password": owner["password"]})
+            return
+        except HttpStatusError as exc:
+            if exc.code != 429:
+                raise
+            delay = min(max(exc.retry_after or 15.0, 1.0), LOGIN_RATE_LIMIT_WAIT - waited)
+            if delay <= 0:
+                raise RuntimeError(
+                    f"{exc} (still refused after waiting {waited:.0f} s: n8n limits logins per client address; "
+                    "something else is logging in from this host, or runs came too close together; "
+                    "try again in a few minutes)") from exc
+            time.sleep(delay)
+            waited += delay
+
+
+def ensure_owner(client: N8nClient, owner: dict, check_mode: bool, session: dict[str, str]) -> bool:
+    """Create the owner if n8n still shows its setup screen; then resume the kept session or log in."""
     settings = client.call("GET", "/rest/settings")
     needs_setup = bool(settings.get("userManagement", {}).get("showSetupOnFirstLoad"))
     if needs_setup and not check_mode:
@@ -222,8 +321,10 @@ def ensure_owner(client: N8nClient, owner: dict, check_mode: bool) -> bool:
             "email": owner["email"], "password": owner["password"],
             "firstName": owner.get("first_name") or "Owner", "lastName": owner.get("last_name") or "aistack",
         })
-    if not (needs_setup and check_mode):
-        client.call("POST", "/rest/login", {"emailOrLdapLoginId": owner["email"], "password": owner["password"]})
+    if needs_setup and check_mode:
+        return needs_setup
+    if needs_setup or not resume_session(client, owner, session):
+        login(client, owner)
     return needs_setup
 
 
@@ -351,6 +452,7 @@ def main() -> None:
                 data=dict(type="dict", required=True, no_log=True),
             )),
             state_path=dict(type="path", required=True),
+            session_path=dict(type="path"),
         ),
         required_one_of=[("url", "container")],
         mutually_exclusive=[("url", "container")],
@@ -364,10 +466,11 @@ def main() -> None:
                   no_op=dict(url=None, owner_created=False, imported=[], activated=[], credentials=[]))
     client = N8nClient(url)
     state = load_state(params["state_path"])
+    session = load_session(params["session_path"], owner)
     try:
         if params["wait_timeout"] > 0:
             wait_ready(url, params["wait_timeout"])
-        owner_created = ensure_owner(client, owner, module.check_mode)
+        owner_created = ensure_owner(client, owner, module.check_mode, session)
         if owner_created and module.check_mode:
             imported = [w["content"].get("id") for w in params["workflows"]]
             activated, creds = [], [c.get("name") for c in params["credentials"]]
@@ -380,6 +483,12 @@ def main() -> None:
     changed = owner_created or bool(imported) or bool(creds)
     if changed and not module.check_mode:
         save_state(params["state_path"], state)
+    # The session is not a change of n8n: kept (or its refreshed cookie) without reporting one.
+    if not module.check_mode and client.cookies != session:
+        try:
+            save_session(params["session_path"], client.cookies, owner)
+        except OSError as exc:
+            module.warn(f"n8n_provision: could not keep the session in {params['session_path']}: {exc}")
     module.exit_json(changed=changed, url=url, owner_created=owner_created, imported=imported,
                      activated=activated, credentials=creds)
 

@@ -13,7 +13,9 @@ answers the endpoints the module uses, in n8n's shapes, keeping state in memory:
 - ``POST /rest/owner/setup``: creates the owner once (a second call is HTTP 400), logs it in;
 - ``POST /rest/login`` (``emailOrLdapLoginId``, ``password``): sets the ``n8n-auth``
   cookie, marked ``Secure; HttpOnly`` as n8n does (the module must send it back
-  by hand over plain HTTP);
+  by hand over plain HTTP); the next ``refuse_logins`` logins are refused with
+  HTTP 429 and ``Retry-After: 1``, as n8n's per-address login limit does;
+- ``GET /rest/login``: the session's user (HTTP 401 without a session n8n accepts);
 - with that cookie only (else HTTP 401): ``GET /rest/workflows/<id>/exists``,
   ``GET /rest/workflows/<id>``, ``POST /rest/workflows`` (keeps the given id),
   ``PATCH /rest/workflows/<id>?forceSave=true`` (new ``versionId``),
@@ -51,6 +53,7 @@ class FakeN8n:
         self.credentials: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, Any]] = []
         self.unready = 0
+        self.refuse_logins = 0
         self.lock = threading.Lock()
 
     def mutations(self) -> list[str]:
@@ -78,12 +81,17 @@ class FakeN8n:
                 self.owner = dict(body)
                 return 200, {"email": body["email"]}, self._session()
             if method == "POST" and route == "/rest/login":
+                if self.refuse_logins > 0:
+                    self.refuse_logins -= 1
+                    return 429, "Too many requests, please try again later.", None
                 if not self.owner or body.get("emailOrLdapLoginId") != self.owner["email"] \
                         or body.get("password") != self.owner["password"]:
                     return 401, {"message": "Wrong username or password. Do you have caps lock on?"}, None
                 return 200, {"email": self.owner["email"]}, self._session()
             if cookie not in self.sessions:
                 return 401, {"message": "Unauthorized"}, None
+            if method == "GET" and route == "/rest/login":
+                return 200, {"email": self.owner["email"], "firstName": self.owner.get("firstName")}, None
             return self._authenticated(method, route, body)
 
     def _session(self) -> str:
@@ -154,6 +162,8 @@ def make_handler(state: FakeN8n) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             if set_cookie:
                 self.send_header("Set-Cookie", set_cookie)
+            if status == 429:
+                self.send_header("Retry-After", "1")
             self.end_headers()
             self.wfile.write(data)
 

@@ -33,6 +33,7 @@ def n8n() -> Iterator[tuple[FakeN8n, str]]:
 @pytest.fixture()
 def args(n8n, tmp_path) -> dict:
     return {"url": n8n[1] + "/", "owner": dict(OWNER), "state_path": str(tmp_path / "n8n" / "provisioned.json"),
+            "session_path": str(tmp_path / "run" / "aistack" / "n8n-session.json"),
             "workflows": [{"content": dict(HELLO), "active": True}, {"content": dict(IDLE), "active": False}],
             "credentials": [json.loads(json.dumps(CRED))]}
 
@@ -71,8 +72,56 @@ def test_second_run_changes_nothing_and_sends_no_mutation(run_module, n8n, args)
     result = run_module(n8n_provision, args)
     assert result["changed"] is False and result["owner_created"] is False
     assert result["imported"] == [] and result["activated"] == [] and result["credentials"] == []
+    # The kept session is resumed: no login (n8n rate-limits them per address), nothing but reads.
+    assert [c for c in fake.calls[before:] if c[0] != "GET"] == []
+    assert ("GET", "/rest/login", {}) in fake.calls[before:]
+
+
+def test_the_session_is_kept_private_and_without_the_password(run_module, n8n, args):
+    run_module(n8n_provision, args)
+    session = Path(args["session_path"])
+    assert stat.S_IMODE(session.stat().st_mode) == 0o600 and stat.S_IMODE(session.parent.stat().st_mode) == 0o700
+    kept = json.loads(session.read_text())
+    assert set(kept["cookies"]) == {"n8n-auth"} and set(kept["owner"]) == {"salt", "scrypt"}
+    assert OWNER["password"] not in session.read_text()
+
+
+def test_a_session_n8n_no_longer_accepts_is_replaced_by_a_login(run_module, n8n, args):
+    fake, _url = n8n
+    run_module(n8n_provision, args)
+    old = json.loads(Path(args["session_path"]).read_text())["cookies"]
+    fake.sessions.clear()  # expired, or the owner's password changed
+    before = len(fake.calls)
+    result = run_module(n8n_provision, args)
+    assert not result["failed"] and result["changed"] is False
+    assert [p for m, p, _b in fake.calls[before:] if m == "POST"] == ["/rest/login"]
+    assert json.loads(Path(args["session_path"]).read_text())["cookies"] != old
+
+
+def test_without_session_path_every_run_logs_in(run_module, n8n, args):
+    fake, _url = n8n
+    del args["session_path"]
+    run_module(n8n_provision, args)
+    before = len(fake.calls)
+    assert run_module(n8n_provision, args)["changed"] is False
     assert [c for c in fake.calls[before:] if c[0] != "GET"] == [("POST", "/rest/login", {"emailOrLdapLoginId": OWNER["email"],
                                                                                         "password": OWNER["password"]})]
+
+
+def test_a_rate_limited_login_waits_as_n8n_asks_then_gives_up_naming_the_limit(run_module, n8n, args, monkeypatch):
+    fake, _url = n8n
+    run_module(n8n_provision, args)
+    Path(args["session_path"]).unlink()
+    slept = []
+    monkeypatch.setattr(n8n_provision.time, "sleep", slept.append)
+    fake.refuse_logins = 2
+    assert run_module(n8n_provision, args)["failed"] is False
+    assert slept == [1.0, 1.0]  # Retry-After: 1, twice
+    Path(args["session_path"]).unlink()
+    fake.refuse_logins = 1000
+    result = run_module(n8n_provision, args)
+    assert result["failed"] and "HTTP 429" in result["msg"] and "limits logins per client address" in result["msg"]
+    assert sum(slept) == 2 + n8n_provision.LOGIN_RATE_LIMIT_WAIT
 
 
 def test_changed_workflow_is_patched_with_the_live_version_and_reactivated(run_module, n8n, args):
@@ -128,6 +177,7 @@ def test_check_mode_with_drift_reports_it_and_mutates_nothing(run_module, n8n, a
     fake, _url = n8n
     run_module(n8n_provision, args)
     state_before = Path(args["state_path"]).read_text()
+    Path(args["session_path"]).unlink()  # check mode logs in, but keeps no session
     mutations_before = fake.mutations()
     args["workflows"][0]["content"]["name"] = "hello renamed"
     args["credentials"].append({"name": "redis", "type": "redis", "data": {"password": "r3dis-secret-pw"}})
@@ -137,6 +187,7 @@ def test_check_mode_with_drift_reports_it_and_mutates_nothing(run_module, n8n, a
     assert fake.mutations() == mutations_before
     assert fake.workflows[HELLO["id"]]["name"] == "hello" and len(fake.credentials) == 1
     assert Path(args["state_path"]).read_text() == state_before
+    assert not Path(args["session_path"]).exists()
 
 
 def test_wrong_owner_password_fails_without_echoing_it(run_module, n8n, args):
