@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 name: gc_freeze
 type: aggregate
 short_description: Freeze the controller's garbage collector before each task's workers fork
-version_added: 1.0.0
+version_added: 0.2.0
 description:
   - Ansible forks a worker process for every task and host. The worker inherits the
     controller's whole heap (the loaded playbook, every variable, the results so far)
