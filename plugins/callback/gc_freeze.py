@@ -1,5 +1,7 @@
+# -*- coding: utf-8 -*-
 # Copyright: aistack.hosting contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Keep forked task workers from copying the controller's heap."""
 
 from __future__ import annotations
