@@ -171,9 +171,8 @@ def connection_rows() -> list[tuple[str, str, str]]:
         variants.append(("SSH with Mitogen (mitogen_linear)", ssh, {**fresh_key, **mitogen}))
         # mitogen_linear leaves community.docker.docker to the plain plugin (it maps connections by
         # short name only): the suite's strategy maps the FQCN, as its converges use it (docs/testing.md).
-        variants.append(("community.docker.docker with Mitogen (scripts/mitogen/aistack_mitogen_linear)", [],
-                         {"ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "tests" / "mitogen"),
-                          "ANSIBLE_STRATEGY": "aistack_mitogen_linear"}))
+        # The demo's own settings (playbook() applies them): scripts/mitogen's strategy.
+        variants.append(("community.docker.docker with Mitogen (the demo's, scripts/mitogen)", [], {}))
     for label, extra, env in variants:
         try:
             playbook(*extra, env=env)  # warm: ControlPersist master, fact cache
