@@ -97,16 +97,14 @@ def up() -> int:
             break
         time.sleep(1)
     print(f"demo: started disposable host {HOST} ({IMAGE}), systemd {state or 'not answering'}")
-    cmd = [str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo"]
     print("demo: $ ansible-playbook site.yml -i inventories/demo --tags docker   # the engine first, for Pebble", flush=True)
     # Pebble's CA does not exist yet: every role's preflight runs, so leave it out of this pass.
-    docker_only = [*cmd, "--tags", "docker", "-e", '{"traefik_acme_ca_certificates": []}']
-    if subprocess.run(docker_only, cwd=ROOT, env=ansible_env()).returncode != 0:
+    if play(["--tags", "docker", "-e", '{"traefik_acme_ca_certificates": []}']) != 0:
         print("demo: site.yml --tags docker failed", file=sys.stderr)
         return 1
     start_pebble()
     print("demo: $ ansible-playbook site.yml -i inventories/demo", flush=True)
-    if subprocess.run(cmd, cwd=ROOT, env=ansible_env()).returncode != 0:
+    if play([]) != 0:
         print("demo: site.yml failed", file=sys.stderr)
         return 1
     print("\ndemo: what the host runs now")
@@ -145,14 +143,10 @@ def up() -> int:
     return 0
 
 
-def ansible_env() -> dict[str, str]:
-    return {**os.environ, **ANSIBLE_ENV}
-
-
 def play(args: list[str]) -> int:
-    """site.yml against the demo host with the demo's Ansible settings."""
+    """site.yml against the demo host with the demo's Ansible settings (`up` and `play`)."""
     return subprocess.run([str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", "inventories/demo", *args],
-                          cwd=ROOT, env=ansible_env()).returncode
+                          cwd=ROOT, env={**os.environ, **ANSIBLE_ENV}).returncode
 
 
 if __name__ == "__main__":
