@@ -110,8 +110,8 @@ options:
     required: true
   session_path:
     description:
-      - Where the owner's session cookie is kept between runs (a JSON file, mode 0600, its
-        directory 0700). It is a credential for as long as n8n accepts it (7 days by default),
+      - Where the owner's session cookie is kept between runs (a JSON file, mode 0600; its
+        directory, when missing, is made 0700). It is a credential for as long as n8n accepts it (7 days by default),
         so keep it on the host's tmpfs (C(/run)), out of backups. Not given, every run logs in.
       - It is resumed only for the same O(owner) e-mail and password (the file holds a salted
         scrypt hash of them, never the password), so a wrong password still fails at the login.
