@@ -109,15 +109,37 @@ def in_host(script: str) -> subprocess.CompletedProcess:
     return sh(["docker", "exec", HOST, "bash", "-c", script], check=True)
 
 
-def compose_all(action: str) -> float:
-    """`docker compose <action>` of every project on the host, in order; seconds."""
+def compose_all(action: str, together: bool = False) -> float:
+    """`docker compose <action>` of every project on the host, in order (or all at once); seconds."""
     projects = [p for p in PROJECTS if in_host(f"test -f /opt/aistack/{p}/compose.yml && echo y || true").stdout.strip()]
     order = projects if action == "up" else list(reversed(projects))
     args = "up -d --wait --wait-timeout 600" if action == "up" else "stop"
+    commands = [f"(cd /opt/aistack/{name} && docker compose -p {name} {args} >/dev/null 2>&1)" for name in order]
     start = time.monotonic()
-    for name in order:
-        in_host(f"cd /opt/aistack/{name} && docker compose -p {name} {args} >/dev/null 2>&1")
+    if together:
+        # Every project's `up --wait` at once (a dependency not ready yet: its dependents restart until it is).
+        in_host(" & ".join(commands) + " & wait")
+    else:
+        for command in commands:
+            in_host(command)
     return time.monotonic() - start
+
+
+def converge_rows() -> list[tuple[str, str, str]]:
+    """The stopped stack brought back by plain Compose (in order, then all at once) and by site.yml."""
+    rows = []
+    compose_all("stop")
+    plain = compose_all("up")
+    rows.append(("plain docker compose up -d --wait, every project in order (stopped stack)", f"{plain:.1f} s", ""))
+    compose_all("stop")
+    together = compose_all("up", together=True)
+    rows.append(("plain docker compose up -d --wait, every project at once (stopped stack)", f"{together:.1f} s", ""))
+    compose_all("stop")
+    seconds, recap = playbook()
+    rows.append(("site.yml on the same stopped stack", f"{seconds:.1f} s",
+                 f"{recap}; {seconds / plain:.2f}x the plain compose up in order, {seconds / together:.2f}x all at once"))
+    print(f"bench: converge {seconds:.1f} s vs plain {plain:.1f} s in order, {together:.1f} s at once", flush=True)
+    return rows
 
 
 def ssh_into_demo() -> list[str]:
@@ -269,6 +291,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20, help="length of each load run (default 20)")
     parser.add_argument("--clients", type=int, nargs="*", default=[8, 32], help="concurrencies (default 8 32)")
     parser.add_argument("--skip-converge", action="store_true", help="leave out the stop-and-converge comparison")
+    parser.add_argument("--converge-only", action="store_true", help="only the stop-and-converge comparison")
     parser.add_argument("--connections", action="store_true",
                         help="also time the no-op run over SSH (sshd in the demo host) with and without "
                              "pipelining, and with Mitogen when installed")
@@ -288,6 +311,10 @@ def main() -> int:
     if args.profile:
         print_table(profile_rows())
         return 0
+    if args.converge_only:
+        playbook()  # settle anything a previous run left
+        print_table(converge_rows())
+        return 0
     playbook()  # warm the fact cache and settle anything a previous run left
     for label, extra, env in (("full no-op re-run of site.yml", (), {}), ("--tags n8n no-op", ("--tags", "n8n"), {}),
                               ("--check on the converged host", ("--check",), {}),
@@ -299,14 +326,7 @@ def main() -> int:
     if args.connections:
         rows += connection_rows()
     if not args.skip_converge:
-        compose_all("stop")
-        plain = compose_all("up")
-        rows.append(("plain docker compose up -d --wait, every project (stopped stack)", f"{plain:.1f} s", ""))
-        compose_all("stop")
-        seconds, recap = playbook()
-        rows.append(("site.yml on the same stopped stack", f"{seconds:.1f} s",
-                     f"{recap}; {seconds / plain:.2f}x the plain compose up"))
-        print(f"bench: converge {seconds:.1f} s vs plain {plain:.1f} s", flush=True)
+        rows += converge_rows()
     warm_up()
     for clients in args.clients:
         result = load("n8n.demo.aistack.test", "/webhook/app-roundtrip", clients, args.seconds)

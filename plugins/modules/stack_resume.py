@@ -1,0 +1,157 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: aistack.hosting contributors
+# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
+"""Start, all at once, the stack's Compose projects that were stopped as their last good `up` left them."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stack_resume
+short_description: Start together the stack's stopped Compose projects, as the engine starts containers at boot
+version_added: 0.1.0
+description:
+  - A converge brings every project up in the layout's order, each C(docker compose up --wait) waiting for
+    its services to be healthy before the next project starts. When the stack was stopped (C(docker compose
+    stop), a maintenance window), that makes the converge the sum of every project's start time.
+  - This module runs first (the docker role, right after the images are pulled) and starts, in one go,
+    the containers of every project under O(base_dir) that is stopped exactly as the last successful
+    C(up) of aistack.hosting.compose_project left it (the ids recorded in the project's
+    C(.aistack-up.json) are the project's containers, and none of them runs). The projects then start
+    side by side; each role's own C(up --wait) later finds its containers started and only waits for
+    their health, or recreates what its new configuration changes.
+  - Only containers with a restart policy are started, all at once, without Compose's ordering: the same
+    as the engine does at boot, which every service of the stack survives (a service whose dependency is
+    not ready yet exits and its restart policy starts it again). One-shot containers (restart policy
+    C(no), e.g. a volume's permission fix) are left to their project's C(up), which orders them.
+  - A project with any container running, with containers other than those recorded (a failed upgrade,
+    a manual C(docker run)), or without a record is left alone: its role's C(up) decides.
+  - Waits for nothing: health is each project's C(up --wait).
+  - In check mode nothing is started; the projects that would be are reported.
+options:
+  base_dir:
+    description: The stack's base directory (C(aistack_base_dir)); every C(<base_dir>/<project>/) holding a record is a candidate.
+    type: path
+    required: true
+  projects:
+    description:
+      - Start order (project names, dependencies first); the containers of an earlier project are started first.
+      - Projects not named here start after the named ones; an empty list starts them in name order.
+    type: list
+    elements: str
+    default: []
+author:
+  - aistack.hosting contributors
+"""
+
+EXAMPLES = r"""
+- name: Start the stack's stopped projects together
+  aistack.hosting.stack_resume:
+    base_dir: /opt/aistack
+    projects: [postgres, redis, traefik, n8n]
+"""
+
+RETURN = r"""
+started:
+  description: Project name to the names of the containers started (or that would be, in check mode).
+  returned: always
+  type: dict
+  sample: {postgres: [aistack-postgres], n8n: [aistack-n8n, aistack-n8n-worker-1]}
+left:
+  description: Projects with stopped containers that were not started, and why.
+  returned: always
+  type: dict
+  sample: {n8n: containers differ from the last successful up}
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+# Written by compose_project after each successful `up` (its STAMP).
+STAMP = ".aistack-up.json"
+PROJECT_LABEL = "com.docker.compose.project"
+
+
+def recorded(base_dir: str) -> dict[str, list[str]]:
+    """Project name to the container ids its last successful `up` left, for every project with a record."""
+    records = {}
+    try:
+        names = sorted(os.listdir(base_dir))
+    except OSError:
+        return records
+    for name in names:
+        try:
+            with open(os.path.join(base_dir, name, STAMP), encoding="utf-8") as handle:
+                stamp = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(stamp, dict) and isinstance(stamp.get("containers"), list) and stamp["containers"]:
+            records[name] = stamp["containers"]
+    return records
+
+
+def inspect_containers(module: AnsibleModule) -> list[dict]:
+    """Every Compose container on the host (two daemon questions)."""
+    ids = module.run_command(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={PROJECT_LABEL}"],
+                             check_rc=True)[1].split()
+    if not ids:
+        return []
+    out = module.run_command(["docker", "inspect", *ids], check_rc=True)[1]
+    return json.loads(out)
+
+
+def plan(records: dict[str, list[str]], containers: list[dict]) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """Projects to start (their containers to start) and the stopped ones left alone, with why."""
+    by_project: dict[str, list[dict]] = {}
+    for container in containers:
+        project = (container.get("Config", {}).get("Labels") or {}).get(PROJECT_LABEL)
+        if project:
+            by_project.setdefault(project, []).append(container)
+    start, left = {}, {}
+    for project, members in sorted(by_project.items()):
+        states = [c.get("State", {}).get("Status") for c in members]
+        if any(state not in ("exited", "created") for state in states):
+            continue  # something runs (or restarts, or is paused): the project's own `up` decides
+        if project not in records:
+            left[project] = "no record of a successful up"
+        elif sorted(c["Id"] for c in members) != sorted(records[project]):
+            left[project] = "containers differ from the last successful up"
+        else:
+            chosen = [c for c in members
+                      if (c.get("HostConfig", {}).get("RestartPolicy") or {}).get("Name", "no") not in ("", "no")]
+            if chosen:
+                start[project] = chosen
+    return start, left
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "base_dir": {"type": "path", "required": True},
+            "projects": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    records = recorded(module.params["base_dir"])
+    if not records:
+        module.exit_json(changed=False, started={}, left={})
+    start, left = plan(records, inspect_containers(module))
+    order = module.params["projects"]
+    names = sorted(start, key=lambda name: (order.index(name) if name in order else len(order), name))
+    started = {name: sorted(c["Name"].lstrip("/") for c in start[name]) for name in names}
+    if start and not module.check_mode:
+        # One `docker start` for all: the engine starts them in this order without waiting on health.
+        ids = [c["Id"] for name in names for c in start[name]]
+        rc, out, err = module.run_command(["docker", "start", *ids])
+        if rc != 0:
+            module.fail_json(msg=f"docker start of the stopped projects {', '.join(names)} failed: "
+                                 f"{(err or out).strip()[-400:]}", started=started, left=left)
+    module.exit_json(changed=bool(start), started=started, left=left)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""stack_resume: only projects stopped exactly as their last good `up` left them start, all in one `docker start`.
+
+`docker` is a small stand-in on PATH that answers `ps -aq` and `inspect` from
+a JSON file and records every call; the real engine runs in the gpu_host
+scenario (its side effect stops projects and `--tags docker` brings them back).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.aistack.hosting.plugins.modules import stack_resume
+
+FAKE_DOCKER = """#!/bin/sh
+echo "$@" >> "$FAKE_DOCKER_LOG"
+case "$1" in
+  ps) python3 -c 'import json,sys; [print(c["Id"]) for c in json.load(open(sys.argv[1]))]' "$FAKE_CONTAINERS" ;;
+  inspect) cat "$FAKE_CONTAINERS" ;;
+  start) exit "${FAKE_START_RC:-0}" ;;
+esac
+"""
+
+
+def container(project: str, cid: str, state: str = "exited", restart: str = "unless-stopped") -> dict:
+    return {"Id": cid, "Name": f"/aistack-{project}-{cid}", "State": {"Status": state},
+            "Config": {"Labels": {"com.docker.compose.project": project}},
+            "HostConfig": {"RestartPolicy": {"Name": restart}}}
+
+
+@pytest.fixture()
+def host(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(FAKE_DOCKER)
+    (bindir / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    log.write_text("")
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    monkeypatch.setenv("FAKE_CONTAINERS", str(tmp_path / "containers.json"))
+    base = tmp_path / "opt"
+
+    def setup(containers: list[dict], records: dict[str, list[str]]) -> Path:
+        (tmp_path / "containers.json").write_text(json.dumps(containers))
+        for name, ids in records.items():
+            (base / name).mkdir(parents=True, exist_ok=True)
+            (base / name / ".aistack-up.json").write_text(json.dumps({"digest": "d", "containers": sorted(ids)}))
+        return log
+    setup.base = base
+    return setup
+
+
+def starts(log: Path) -> list[list[str]]:
+    return [line.split()[1:] for line in log.read_text().splitlines() if line.startswith("start ")]
+
+
+def test_stopped_projects_start_in_one_call_in_the_given_order(run_module, host):
+    log = host([container("n8n", "n1"), container("n8n", "n2"), container("postgres", "p1"),
+                container("postgres", "p0", restart="no")],  # a one-shot: left to its project's up
+               {"n8n": ["n1", "n2"], "postgres": ["p0", "p1"]})
+    result = run_module(stack_resume, {"base_dir": str(host.base), "projects": ["postgres", "redis", "n8n"]})
+    assert result["changed"] and not result["failed"]
+    assert starts(log) == [["p1", "n1", "n2"]]
+    assert list(result["started"]) == ["postgres", "n8n"]
+    assert result["started"]["postgres"] == ["aistack-postgres-p1"]
+
+
+@pytest.mark.parametrize("containers,records,reason", [
+    ([container("n8n", "n1", state="running"), container("n8n", "n2")], {"n8n": ["n1", "n2"]}, None),
+    ([container("n8n", "n1", state="restarting"), container("n8n", "n2")], {"n8n": ["n1", "n2"]}, None),
+    ([container("n8n", "n1"), container("n8n", "n3")], {"n8n": ["n1", "n2"]},
+     "containers differ from the last successful up"),
+    ([container("n8n", "n1")], {"n8n": ["n1", "n2"]}, "containers differ from the last successful up"),
+    ([container("n8n", "n1"), container("other", "o1")], {"n8n": ["n2"]}, "no record of a successful up"),
+], ids=["one-running", "one-restarting", "other-container", "one-removed", "no-record"])
+def test_anything_unlike_the_last_up_is_left_to_its_role(run_module, host, containers, records, reason):
+    log = host(containers, records)
+    result = run_module(stack_resume, {"base_dir": str(host.base)})
+    assert not result["changed"] and result["started"] == {} and starts(log) == []
+    if reason:
+        assert reason in result["left"].values()
+
+
+def test_check_mode_reports_and_starts_nothing(run_module, host):
+    log = host([container("redis", "r1")], {"redis": ["r1"]})
+    result = run_module(stack_resume, {"base_dir": str(host.base)}, check_mode=True)
+    assert result["changed"] and result["started"] == {"redis": ["aistack-redis-r1"]} and starts(log) == []
+
+
+def test_no_record_asks_the_daemon_nothing(run_module, host):
+    log = host([container("redis", "r1")], {})
+    result = run_module(stack_resume, {"base_dir": str(host.base)})
+    assert not result["changed"] and log.read_text() == ""
+
+
+def test_a_failed_start_names_the_projects(run_module, host, monkeypatch):
+    host([container("redis", "r1")], {"redis": ["r1"]})
+    monkeypatch.setenv("FAKE_START_RC", "1")
+    result = run_module(stack_resume, {"base_dir": str(host.base)})
+    assert result["failed"] and "redis" in result["msg"]
