@@ -22,13 +22,13 @@ description:
     C(.aistack-up.json) are the project's containers, and none of them runs). The projects then start
     side by side; each role's own C(up --wait) later finds its containers started and only waits for
     their health, or recreates what its new configuration changes.
-  - Only containers with a restart policy are started, all at once, without Compose's ordering: the same
+  - Only containers with a restart policy are started, all at once, without Compose's ordering, the same
     as the engine does at boot, which every service of the stack survives (a service whose dependency is
     not ready yet exits and its restart policy starts it again). One-shot containers (restart policy
     C(no), e.g. a volume's permission fix) are left to their project's C(up), which orders them.
   - A project with any container running, with containers other than those recorded (a failed upgrade,
-    a manual C(docker run)), or without a record is left alone: its role's C(up) decides.
-  - Waits for nothing: health is each project's C(up --wait).
+    a manual C(docker run)), or without a record is left alone (its role's C(up) decides).
+  - Waits for nothing; health is each project's C(up --wait).
   - In check mode nothing is started; the projects that would be are reported.
 options:
   base_dir:
@@ -43,7 +43,7 @@ options:
     elements: str
     default: []
 author:
-  - aistack.hosting contributors
+  - aistack.hosting contributors (@aistack-hosting)
 """
 
 EXAMPLES = r"""
