@@ -208,6 +208,12 @@ def connection_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
+# The example workflows the demo imports (examples/n8n-workflows) that the load runs call:
+# the issue's "webhook -> respond" (two nodes), then the demo's round trip through the sample app.
+WORKFLOWS = [("/webhook/echo", "webhook -> respond"),
+             ("/webhook/app-roundtrip", "demo workflow: webhook -> sample app -> respond")]
+
+
 def warm_up() -> None:
     """Five seconds of load first: JIT, connection pools and isolates (a converge just restarted n8n)."""
     load("n8n.demo.aistack.test", "/webhook/app-roundtrip", 8, 5)
@@ -241,13 +247,14 @@ def n8n_profile_rows(clients: list[int], seconds: int) -> list[tuple[str, str, s
     for label, extra in N8N_PROFILES:
         playbook("--tags", "n8n", "-e", json.dumps(extra))
         warm_up()
-        for count in clients:
-            result = load("n8n.demo.aistack.test", "/webhook/app-roundtrip", count, seconds)
-            first.setdefault(count, result["rps"])
-            rows.append((f"n8n webhook, {label}, {count} clients, {seconds} s", f"{result['rps']:.1f} req/s",
-                         f"{result['rps'] / first[count]:.2f}x before; p50 {result['p50'] * 1000:.0f} ms, "
-                         f"p99 {result['p99'] * 1000:.0f} ms, {result['ok']} ok, {result['errors']} errors"))
-            print(f"bench: {label}, {count} clients: {result}", flush=True)
+        for path, workflow in WORKFLOWS:
+            for count in clients:
+                result = load("n8n.demo.aistack.test", path, count, seconds)
+                first.setdefault((path, count), result["rps"])
+                rows.append((f"{workflow}, {label}, {count} clients, {seconds} s", f"{result['rps']:.1f} req/s",
+                             f"{result['rps'] / first[path, count]:.2f}x before; p50 {result['p50'] * 1000:.0f} ms, "
+                             f"p99 {result['p99'] * 1000:.0f} ms, {result['ok']} ok, {result['errors']} errors"))
+                print(f"bench: {label}, {path}, {count} clients: {result}", flush=True)
     playbook("--tags", "n8n")
     return rows
 
@@ -328,13 +335,14 @@ def main() -> int:
     if not args.skip_converge:
         rows += converge_rows()
     warm_up()
-    for clients in args.clients:
-        result = load("n8n.demo.aistack.test", "/webhook/app-roundtrip", clients, args.seconds)
-        rows.append((f"n8n webhook (demo workflow), {clients} clients, {args.seconds} s",
-                     f"{result['rps']:.1f} req/s",
-                     f"p50 {result['p50'] * 1000:.0f} ms, p99 {result['p99'] * 1000:.0f} ms, "
-                     f"{result['ok']} ok, {result['errors']} errors"))
-        print(f"bench: {clients} clients: {result}", flush=True)
+    for path, label in WORKFLOWS:
+        for clients in args.clients:
+            result = load("n8n.demo.aistack.test", path, clients, args.seconds)
+            rows.append((f"n8n webhook ({label}), {clients} clients, {args.seconds} s",
+                         f"{result['rps']:.1f} req/s",
+                         f"p50 {result['p50'] * 1000:.0f} ms, p99 {result['p99'] * 1000:.0f} ms, "
+                         f"{result['ok']} ok, {result['errors']} errors"))
+            print(f"bench: {path}, {clients} clients: {result}", flush=True)
     print_table(rows)
     return 0
 

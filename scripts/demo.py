@@ -37,6 +37,7 @@ ANSIBLE_ENV = {"ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "scripts" / "mitogen"),
 PUBLIC_URLS = (
     ("n8n.demo.aistack.test", "/healthz/readiness", "n8n: owner owner@demo.aistack.test / Demo-Owner-Passw0rd"),
     ("n8n.demo.aistack.test", "/webhook/app-roundtrip", "the demo workflow (POST JSON; GET answers 404)"),
+    ("n8n.demo.aistack.test", "/webhook/echo", "webhook -> respond, the benchmark's two-node workflow (POST JSON; GET answers 404)"),
     ("app.demo.aistack.test", "/api/health", "the sample FastAPI/Celery app"),
     ("comfy.demo.aistack.test", "/system_stats", "ComfyUI (test double), basic auth: comfyui_web_password"),
     ("grafana.demo.aistack.test", "/api/health", "Grafana (test double), admin / grafana_admin_password"),

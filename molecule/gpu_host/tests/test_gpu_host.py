@@ -300,6 +300,14 @@ class TestSampleApp:
         assert answer["via"] == "n8n"
         assert answer["app"]["echo"] == {"message": "ping"}, answer
 
+    def test_n8n_echo_webhook_answers_through_traefik(self, host, pebble_root):
+        """The two-node example the benchmark loads (examples/n8n-workflows/webhook-echo.json)."""
+        def call():
+            result = probe(host, N8N, 443, "/webhook/echo", pebble_root, "--post", json.dumps({"message": "pong"}))
+            assert result["status"] == 200, result
+            return json.loads(result["body"])
+        assert retry(call, attempts=20) == {"via": "n8n", "echo": {"message": "pong"}}
+
 
 class TestAiServices:
     def test_models_pulled_once(self, host):
