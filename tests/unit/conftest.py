@@ -94,11 +94,20 @@ echo "$FAKE_DOCKER_NETWORKS"
 """
 
 
+def fake_docker_on_path(bindir: Path, monkeypatch, script: str) -> Path:
+    """`script` as the `docker` first on PATH; returns the log it may append its arguments to ($FAKE_DOCKER_LOG)."""
+    bindir.mkdir()
+    (bindir / "docker").write_text(script)
+    (bindir / "docker").chmod(0o755)
+    log = bindir / "docker.log"
+    log.write_text("")
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    return log
+
+
 @pytest.fixture()
 def docker(tmp_path, monkeypatch):
     bindir = tmp_path / "fake-docker-bin"
-    bindir.mkdir()
-    (bindir / "docker").write_text(FAKE_DOCKER)
-    (bindir / "docker").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    fake_docker_on_path(bindir, monkeypatch, FAKE_DOCKER)
     return bindir

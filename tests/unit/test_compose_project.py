@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import fake_docker_on_path
 
 from ansible_collections.aistack.hosting.plugins.modules import compose_project
 
@@ -35,14 +36,7 @@ exit 0
 
 @pytest.fixture()
 def docker(tmp_path, monkeypatch) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "docker").write_text(FAKE_DOCKER)
-    (bindir / "docker").chmod(0o755)
-    log = tmp_path / "docker.log"
-    log.write_text("")
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    log = fake_docker_on_path(tmp_path / "bin", monkeypatch, FAKE_DOCKER)
     monkeypatch.setenv("FAKE_UP_OUTPUT", " Container aistack-redis  Running\\n Container aistack-redis  Healthy\\n")
     return log
 

@@ -6,10 +6,10 @@ scenario (its side effect stops projects and `--tags docker` brings them back).
 """
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from conftest import fake_docker_on_path
 
 from ansible_collections.aistack.hosting.plugins.modules import stack_resume
 
@@ -31,14 +31,7 @@ def container(project: str, cid: str, state: str = "exited", restart: str = "unl
 
 @pytest.fixture()
 def host(tmp_path, monkeypatch):
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "docker").write_text(FAKE_DOCKER)
-    (bindir / "docker").chmod(0o755)
-    log = tmp_path / "docker.log"
-    log.write_text("")
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    log = fake_docker_on_path(tmp_path / "bin", monkeypatch, FAKE_DOCKER)
     monkeypatch.setenv("FAKE_CONTAINERS", str(tmp_path / "containers.json"))
     base = tmp_path / "opt"
 
