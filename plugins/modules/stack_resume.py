@@ -35,6 +35,15 @@ options:
     description: The stack's base directory (C(aistack_base_dir)); every C(<base_dir>/<project>/) holding a record is a candidate.
     type: path
     required: true
+  holds:
+    description:
+      - Paths on the host whose presence means a role stopped containers on purpose while it moves data (a
+        Postgres major upgrade whose load is still due); while any of them exists nothing is started, and each
+        project waits for its role's ordered C(up) (which finishes the move first).
+      - The roles publish them (C(<role>_published.resume_holds)); the docker role passes them all.
+    type: list
+    elements: path
+    default: []
   projects:
     description:
       - Start order (project names, dependencies first); the containers of an earlier project are started first.
@@ -59,6 +68,12 @@ started:
   returned: always
   type: dict
   sample: {postgres: [aistack-postgres], n8n: [aistack-n8n, aistack-n8n-worker-1]}
+held:
+  description: The O(holds) that exist (nothing was started because of them).
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/backups/aistack/postgres/major-upgrade.pending]
 left:
   description: Projects with stopped containers that were not started, and why.
   returned: always
@@ -133,12 +148,14 @@ def main() -> None:
         argument_spec={
             "base_dir": {"type": "path", "required": True},
             "projects": {"type": "list", "elements": "str", "default": []},
+            "holds": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
-    records = recorded(module.params["base_dir"])
+    held = [path for path in module.params["holds"] if os.path.lexists(path)]
+    records = recorded(module.params["base_dir"]) if not held else {}
     if not records:
-        module.exit_json(changed=False, started={}, left={})
+        module.exit_json(changed=False, started={}, left={}, held=held)
     start, left = plan(records, inspect_containers(module))
     order = module.params["projects"]
     names = sorted(start, key=lambda name: (order.index(name) if name in order else len(order), name))
@@ -149,8 +166,8 @@ def main() -> None:
         rc, out, err = module.run_command(["docker", "start", *ids])
         if rc != 0:
             module.fail_json(msg=f"docker start of the stopped projects {', '.join(names)} failed: "
-                                 f"{(err or out).strip()[-400:]}", started=started, left=left)
-    module.exit_json(changed=bool(start), started=started, left=left)
+                                 f"{(err or out).strip()[-400:]}", started=started, left=left, held=[])
+    module.exit_json(changed=bool(start), started=started, left=left, held=[])
 
 
 if __name__ == "__main__":

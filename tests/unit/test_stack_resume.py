@@ -93,3 +93,15 @@ def test_a_failed_start_names_the_projects(run_module, host, monkeypatch):
     monkeypatch.setenv("FAKE_START_RC", "1")
     result = run_module(stack_resume, {"base_dir": str(host.base)})
     assert result["failed"] and "redis" in result["msg"]
+
+
+def test_a_hold_starts_nothing(run_module, host, tmp_path):
+    """A role moving data with containers stopped on purpose (Postgres' major-upgrade load due) holds them."""
+    log = host([container("n8n", "n1")], {"n8n": ["n1"]})
+    pending = tmp_path / "major-upgrade.pending"
+    pending.write_text("/var/backups/dump.sql\n")
+    args = {"base_dir": str(host.base), "holds": [str(pending), str(tmp_path / "absent")]}
+    result = run_module(stack_resume, args)
+    assert not result["changed"] and result["held"] == [str(pending)] and log.read_text() == ""
+    pending.unlink()
+    assert run_module(stack_resume, args)["started"] == {"n8n": ["aistack-n8n-n1"]}
