@@ -113,7 +113,7 @@ def compose_all(action: str, together: bool = False) -> float:
     """`docker compose <action>` of every project on the host, in order (or all at once); seconds."""
     projects = [p for p in PROJECTS if in_host(f"test -f /opt/aistack/{p}/compose.yml && echo y || true").stdout.strip()]
     order = projects if action == "up" else list(reversed(projects))
-    args = "up -d --wait --wait-timeout 600" if action == "up" else "stop"
+    args = {"up": "up -d --wait --wait-timeout 600", "stop": "stop", "down": "down"}[action]
     commands = [f"(cd /opt/aistack/{name} && docker compose -p {name} {args} >/dev/null 2>&1)" for name in order]
     start = time.monotonic()
     if together:
@@ -126,7 +126,7 @@ def compose_all(action: str, together: bool = False) -> float:
 
 
 def converge_rows() -> list[tuple[str, str, str]]:
-    """The stopped stack brought back by plain Compose (in order, then all at once) and by site.yml."""
+    """The stack stopped, then with its containers removed: brought back by plain Compose and by site.yml."""
     rows = []
     compose_all("stop")
     plain = compose_all("up")
@@ -139,6 +139,15 @@ def converge_rows() -> list[tuple[str, str, str]]:
     rows.append(("site.yml on the same stopped stack", f"{seconds:.1f} s",
                  f"{recap}; {seconds / plain:.2f}x the plain compose up in order, {seconds / together:.2f}x all at once"))
     print(f"bench: converge {seconds:.1f} s vs plain {plain:.1f} s in order, {together:.1f} s at once", flush=True)
+    # Containers removed (volumes and files kept): nothing to start together, every project is created in its turn.
+    compose_all("down")
+    plain = compose_all("up")
+    rows.append(("plain docker compose up -d --wait, every project in order (containers removed)", f"{plain:.1f} s", ""))
+    compose_all("down")
+    seconds, recap = playbook()
+    rows.append(("site.yml with the containers removed (volumes kept)", f"{seconds:.1f} s",
+                 f"{recap}; {seconds / plain:.2f}x the plain compose up in order"))
+    print(f"bench: converge from removed containers {seconds:.1f} s vs plain {plain:.1f} s", flush=True)
     return rows
 
 
