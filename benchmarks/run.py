@@ -126,28 +126,22 @@ def compose_all(action: str, together: bool = False) -> float:
 
 
 def converge_rows() -> list[tuple[str, str, str]]:
-    """The stack stopped, then with its containers removed: brought back by plain Compose and by site.yml."""
+    """The stack stopped, then with its containers removed (volumes and files kept): brought back by plain
+    Compose (in order; the stopped stack also all at once) and by site.yml."""
     rows = []
-    compose_all("stop")
-    plain = compose_all("up")
-    rows.append(("plain docker compose up -d --wait, every project in order (stopped stack)", f"{plain:.1f} s", ""))
-    compose_all("stop")
-    together = compose_all("up", together=True)
-    rows.append(("plain docker compose up -d --wait, every project at once (stopped stack)", f"{together:.1f} s", ""))
-    compose_all("stop")
-    seconds, recap = playbook()
-    rows.append(("site.yml on the same stopped stack", f"{seconds:.1f} s",
-                 f"{recap}; {seconds / plain:.2f}x the plain compose up in order, {seconds / together:.2f}x all at once"))
-    print(f"bench: converge {seconds:.1f} s vs plain {plain:.1f} s in order, {together:.1f} s at once", flush=True)
-    # Containers removed (volumes and files kept): nothing to start together, every project is created in its turn.
-    compose_all("down")
-    plain = compose_all("up")
-    rows.append(("plain docker compose up -d --wait, every project in order (containers removed)", f"{plain:.1f} s", ""))
-    compose_all("down")
-    seconds, recap = playbook()
-    rows.append(("site.yml with the containers removed (volumes kept)", f"{seconds:.1f} s",
-                 f"{recap}; {seconds / plain:.2f}x the plain compose up in order"))
-    print(f"bench: converge from removed containers {seconds:.1f} s vs plain {plain:.1f} s", flush=True)
+    for reset, state in (("stop", "stopped stack"), ("down", "containers removed, volumes kept")):
+        baselines = {}
+        for together in (False, True) if reset == "stop" else (False,):
+            compose_all(reset)
+            baselines[together] = compose_all("up", together=together)
+            rows.append((f"plain docker compose up -d --wait, every project {'at once' if together else 'in order'} "
+                         f"({state})", f"{baselines[together]:.1f} s", ""))
+        compose_all(reset)
+        seconds, recap = playbook()
+        ratios = [f"{seconds / plain:.2f}x the plain compose up {'all at once' if together else 'in order'}"
+                  for together, plain in baselines.items()]
+        rows.append((f"site.yml on the same stack ({state})", f"{seconds:.1f} s", "; ".join([recap, *ratios])))
+        print(f"bench: converge ({state}) {seconds:.1f} s; {', '.join(ratios)}", flush=True)
     return rows
 
 
