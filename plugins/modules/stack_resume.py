@@ -85,9 +85,8 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.aistack.hosting.plugins.module_utils.up_record import read_up_record
 
-# Written by compose_project after each successful `up` (its STAMP).
-STAMP = ".aistack-up.json"
 PROJECT_LABEL = "com.docker.compose.project"
 
 
@@ -99,13 +98,9 @@ def recorded(base_dir: str) -> dict[str, list[str]]:
     except OSError:
         return records
     for name in names:
-        try:
-            with open(os.path.join(base_dir, name, STAMP), encoding="utf-8") as handle:
-                stamp = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if isinstance(stamp, dict) and isinstance(stamp.get("containers"), list) and stamp["containers"]:
-            records[name] = stamp["containers"]
+        record = read_up_record(os.path.join(base_dir, name)) or {}
+        if isinstance(record.get("containers"), list) and record["containers"]:
+            records[name] = record["containers"]
     return records
 
 
