@@ -57,6 +57,10 @@ class FileSet:
     def path(self, rel: str) -> str:
         return os.path.join(self.base, rel)
 
+    def before_write(self) -> None:
+        """Called before each change this set makes on the host (never in check mode); a subclass may
+        invalidate a record of its own there."""
+
     def label(self, path: str) -> str:
         """How a path is reported: relative to the base."""
         return os.path.relpath(path, self.base)
@@ -72,12 +76,14 @@ class FileSet:
             if enforce and (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (*owner, mode):
                 self.changed.append(rel)
                 if not self.check:
+                    self.before_write()
                     os.chown(path, *owner)
                     os.chmod(path, mode)
             return
         if enforce:
             self.changed.append(rel)
         if not self.check:
+            self.before_write()
             os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
             os.makedirs(path, mode=mode, exist_ok=True)
             os.chown(path, *owner)
@@ -95,6 +101,7 @@ class FileSet:
             self.diffs.append({"before_header": path, "after_header": path, "before": have or "", "after": content})
         if self.check:
             return True
+        self.before_write()
         self.ensure_dir(os.path.dirname(path))
 
         def validated(candidate: str) -> None:
@@ -118,4 +125,5 @@ class FileSet:
         if show:
             self.diffs.append({"before_header": path, "after_header": "(removed)", "before": "", "after": ""})
         if not self.check:
+            self.before_write()
             os.unlink(path)

@@ -28,6 +28,9 @@ description:
     exactly those the last successful C(up) of the same inputs left, all
     running and none unhealthy or starting (recorded in C(.aistack-up.json)
     in O(dir)); then there is nothing for Compose to do and C(up) is skipped.
+    That record is removed before the first file changes and written again only
+    after a successful C(up), so while it exists the files on disk are those
+    its C(up) applied (aistack.hosting.stack_resume relies on it).
     Compose recreates only the services whose definition or environment
     changed; the module reports a change only when Compose
     created, recreated, started, stopped or removed something.
@@ -279,6 +282,7 @@ routes_changed:
   type: bool
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -306,6 +310,15 @@ class Project(FileSet):
         # What this run applies (every input that reaches the project directory), for the up record.
         applied = {k: self.params[k] for k in ("env", "project", "files", "secret_files", "directories", "absent", "volumes")}
         self.digest = hashlib.sha256(json.dumps(applied, sort_keys=True).encode()).hexdigest()
+        self.record_dropped = False
+
+    def before_write(self) -> None:
+        """The record goes before the first file changes and comes back only after a successful `up`: while
+        it exists, the files on disk are those its `up` applied (stack_resume brings such a project back)."""
+        if not self.record_dropped:
+            self.record_dropped = True
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(UP_RECORD))
 
     def docker_compose(self, *args: str, check_rc: bool = False) -> tuple[int, str]:
         cmd = ["docker", "compose", "--ansi", "never", "--progress", "plain",
@@ -323,6 +336,7 @@ class Project(FileSet):
                 self.changed.append(f"volume {name}")
                 if self.check:
                     continue  # its directories would be made too
+                self.before_write()
                 labels = [arg for key, value in sorted(volume["labels"].items()) for arg in ("--label", f"{key}={value}")]
                 self.module.run_command(["docker", "volume", "create", *labels, name], check_rc=True)
                 rc, out, _err = self.module.run_command(inspect, check_rc=True)

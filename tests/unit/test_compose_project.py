@@ -256,6 +256,22 @@ def test_a_failed_up_is_retried_although_its_files_are_in_place(run, monkeypatch
     assert not again["failed"] and again["files_changed"] == [] and ups(docker) == 3
 
 
+def test_the_record_goes_before_a_file_changes_and_returns_after_a_good_up(run, monkeypatch, docker, tmp_path):
+    """While the record exists the files on disk are those its up applied (stack_resume brings such a project
+    back from them): a failed up of changed files leaves none; a check run and an unchanged run keep it."""
+    monkeypatch.setenv("FAKE_PS", HEALTHY)
+    record = tmp_path / "opt/redis/.aistack-up.json"
+    run()
+    assert record.exists()
+    changed_project = "services:\n  redis:\n    image: redis:8.0.3\n"
+    assert run(project=changed_project, check_mode=True)["changed"] and record.exists()
+    monkeypatch.setenv("FAKE_UP_RC", "1")
+    assert run(project=changed_project)["failed"] and not record.exists()
+    assert run(project=changed_project)["failed"] and not record.exists()  # files in place, up fails again
+    monkeypatch.delenv("FAKE_UP_RC")
+    assert not run(project=changed_project)["failed"] and record.exists()
+
+
 def test_an_unreadable_record_is_rewritten_not_fatal(run, monkeypatch, docker, tmp_path):
     monkeypatch.setenv("FAKE_PS", HEALTHY)
     stamp = tmp_path / "opt/redis/.aistack-up.json"

@@ -19,6 +19,7 @@ case "$1" in
   ps) python3 -c 'import json,sys; [print(c["Id"]) for c in json.load(open(sys.argv[1]))]' "$FAKE_CONTAINERS" ;;
   inspect) cat "$FAKE_CONTAINERS" ;;
   start) exit "${FAKE_START_RC:-0}" ;;
+  compose) case " $* " in *" -p $FAKE_COMPOSE_FAILS "*) echo "dependency failed to start" >&2; exit 1 ;; esac ;;
 esac
 """
 
@@ -47,6 +48,12 @@ def host(tmp_path, monkeypatch):
 
 def starts(log: Path) -> list[list[str]]:
     return [line.split()[1:] for line in log.read_text().splitlines() if line.startswith("start ")]
+
+
+def compose_ups(log: Path) -> dict[str, str]:
+    """Project name to the arguments of its `docker compose ... up` call."""
+    calls = [line.split() for line in log.read_text().splitlines() if line.startswith("compose ")]
+    return {args[args.index("-p") + 1]: " ".join(args[args.index("-p") + 2:]) for args in calls}
 
 
 def test_stopped_projects_start_in_one_call_in_the_given_order(run_module, host):
@@ -105,3 +112,42 @@ def test_a_hold_starts_nothing(run_module, host, tmp_path):
     assert not result["changed"] and result["held"] == [str(pending)] and log.read_text() == ""
     pending.unlink()
     assert run_module(stack_resume, args)["started"] == {"n8n": ["aistack-n8n-n1"]}
+
+
+def test_projects_without_containers_come_up_from_their_files_at_once(run_module, host):
+    """Removed since their last good up (compose down, a prune): `compose up -d` of each, no wait, no pull;
+    a stopped project is started as before and one still running is left alone."""
+    log = host([container("postgres", "p1"), container("n8n", "n1", state="running")],
+               {"postgres": ["p1"], "redis": ["r1"], "n8n": ["n1"], "traefik": ["t1", "t2"]})
+    result = run_module(stack_resume, {"base_dir": str(host.base), "projects": ["postgres", "redis", "traefik", "n8n"]})
+    assert result["changed"] and not result["failed"]
+    assert result["started"] == {"postgres": ["aistack-postgres-p1"]} and starts(log) == [["p1"]]
+    assert result["created"] == ["redis", "traefik"]
+    assert compose_ups(log) == {name: "up -d --remove-orphans --pull never" for name in ("redis", "traefik")}
+    assert f"--project-directory {host.base / 'redis'} -p redis" in log.read_text()
+
+
+def test_a_project_whose_up_fails_here_is_left_to_its_role(run_module, host, monkeypatch):
+    host([], {"redis": ["r1"], "fastapi_celery": ["f1"]})
+    monkeypatch.setenv("FAKE_COMPOSE_FAILS", "fastapi_celery")
+    result = run_module(stack_resume, {"base_dir": str(host.base)})
+    assert not result["failed"] and result["changed"] and result["created"] == ["redis"]
+    assert "dependency failed to start" in result["left"]["fastapi_celery"]
+
+
+@pytest.mark.parametrize("args,check_mode,created", [
+    ({"create_removed": False}, False, []),
+    ({}, True, ["redis"]),
+], ids=["turned-off", "check-mode"])
+def test_removed_projects_off_or_in_check_mode_run_no_compose(run_module, host, args, check_mode, created):
+    log = host([], {"redis": ["r1"]})
+    result = run_module(stack_resume, {"base_dir": str(host.base), **args}, check_mode=check_mode)
+    assert result["created"] == created and result["changed"] == bool(created) and compose_ups(log) == {}
+
+
+def test_a_hold_brings_up_nothing(run_module, host, tmp_path):
+    log = host([], {"redis": ["r1"]})
+    pending = tmp_path / "major-upgrade.pending"
+    pending.write_text("")
+    result = run_module(stack_resume, {"base_dir": str(host.base), "holds": [str(pending)]})
+    assert not result["changed"] and result["created"] == [] and compose_ups(log) == {}
