@@ -45,3 +45,20 @@ def test_rollback_without_a_preparation_says_so(tool, tmp_path, monkeypatch):
     monkeypatch.setattr(tool, "STATE", tmp_path / "none")
     with pytest.raises(tool.UpgradeError, match="nothing to roll back to"):
         tool.rollback()
+
+
+def test_a_project_put_back_has_no_record_of_a_good_up(tool, tmp_path, monkeypatch):
+    """Should the rollback stop before the project is up again, the docker role must not bring the put-back
+    files up by itself (stack_resume needs compose_project's record): the copy loses it."""
+    state, base = tmp_path / "state", tmp_path / "opt"
+    saved = state / "20261205T000000Z"
+    project(saved / "projects", "n8n", {".env": "A=1\n", ".aistack-up.json": "{}"})
+    project(base, "n8n", {".env": "A=2\n", ".aistack-up.json": "{}"})
+    (saved / "state.json").write_text(f'{{"stamp": "x", "base": "{base}", "postgres": "", "projects": {{}}, "databases": {{}}}}')
+    monkeypatch.setattr(tool, "STATE", state)
+    calls = []
+    monkeypatch.setattr(tool, "compose", lambda directory, *args: calls.append((directory.name, args)))
+    monkeypatch.setattr(tool, "project_images", lambda directory: [])
+    assert tool.rollback()["rolled_back"] == ["n8n"]
+    assert (base / "n8n" / ".env").read_text() == "A=1\n" and not (base / "n8n" / ".aistack-up.json").exists()
+    assert calls == [("n8n", ("down", "--remove-orphans")), ("n8n", ("up", "-d", "--wait"))]

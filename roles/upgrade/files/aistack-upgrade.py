@@ -152,6 +152,10 @@ def rollback() -> dict:
     for name in changed:
         shutil.rmtree(base / name, ignore_errors=True)
         copy_tree(saved / name, base / name)
+        # Without compose_project's record of a good `up` the docker role does not bring the project back
+        # by itself (stack_resume) should this rollback stop before its databases are back; the role's
+        # next `up` writes it again.
+        (base / name / ".aistack-up.json").unlink(missing_ok=True)
     if "postgres" in changed:
         compose(base / "postgres", "up", "-d", "--wait")
     if postgres and running(postgres):
